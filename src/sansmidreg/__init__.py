@@ -1,0 +1,27 @@
+# sansmidreg: a sans-IO SIP mid-registrar. Bytes and time in, actions out (DESIGN.md §2).
+from ._actions import Action, ArmTimer, Branch, Drop, Endpoint, Fork, Reply, SendRequest, SendUpstream, Transport
+from ._config import Config, Mode, NatPolicy, parse_endpoint
+from ._errors import UsageError
+from ._ids import IdSource, SeededIds, SystemIds
+
+__all__ = [
+    "Action",
+    "ArmTimer",
+    "Branch",
+    "Config",
+    "Drop",
+    "Endpoint",
+    "Fork",
+    "IdSource",
+    "Mode",
+    "NatPolicy",
+    "Reply",
+    "SeededIds",
+    "SendRequest",
+    "SendUpstream",
+    "SystemIds",
+    "Transport",
+    "UsageError",
+    "parse_endpoint",
+]
+__version__ = "0.1.0"
