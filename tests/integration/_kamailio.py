@@ -407,6 +407,17 @@ class Kamailio:
         """The log so far (the tail, if long)."""
         return log_tail(self.log_path)
 
+    def script_log(self) -> list[str]:
+        """The cfg's own ``xlog`` lines so far, without the process prefix: ``MAIN: REGISTER
+        sip:example.test from 127.0.0.1:5201 (ci=...)``, ``MAIN: saved ...``, ``MAIN: lookup ->
+        ...``: what Kamailio received and decided, in order."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return []
+        marker = "<script>: "
+        return [line.split(marker, 1)[1] for line in text.splitlines() if marker in line]
+
     # -- RPC ------------------------------------------------------------------------------
     def kamcmd(self, *args: str, timeout: float = 10.0) -> str:
         """Run ``kamcmd -s <ctl> ARGS...``; return its stdout.

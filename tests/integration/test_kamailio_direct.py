@@ -98,6 +98,9 @@ def test_invite_reaches_registered_uas(
     assert f"Record-Route: <sip:127.0.0.1:{kamailio.port};lr" in invite
     assert [m.split(" ", 1)[0] for m in uas_result.received()] == ["INVITE", "ACK", "BYE"]
     assert 200 in uac.received_statuses()
+    script = kamailio.script_log()
+    assert any(line.startswith("MAIN: INVITE sip:erin@example.test ") for line in script)
+    assert f"MAIN: lookup -> sip:erin@127.0.0.1:{uas_port} (+branches)" in script
 
 
 def test_invite_to_unknown_user_is_404(kamailio: Kamailio, sipp_dir: Path) -> None:
