@@ -1,8 +1,10 @@
 # sansmidreg: a sans-IO SIP mid-registrar. Bytes and time in, actions out (DESIGN.md §2).
 from ._actions import Action, ArmTimer, Branch, Drop, Endpoint, Fork, Reply, SendRequest, SendUpstream, Transport
 from ._config import Config, Mode, NatPolicy, parse_endpoint
+from ._core import MidRegistrar
 from ._errors import UsageError
 from ._ids import IdSource, SeededIds, SystemIds
+from ._stats import Stats
 
 __all__ = [
     "Action",
@@ -13,10 +15,12 @@ __all__ = [
     "Endpoint",
     "Fork",
     "IdSource",
+    "MidRegistrar",
     "Mode",
     "NatPolicy",
     "Reply",
     "SeededIds",
+    "Stats",
     "SendRequest",
     "SendUpstream",
     "SystemIds",

@@ -1,0 +1,79 @@
+# The state every part of the core shares (config, ids, location table, transactions, deadline
+# heap, counters) and the small helpers they all need: where a response goes (RFC 3261 §18.2.2,
+# RFC 3581 §4), stamping received/rport on a request's top Via (§18.2.1), our own Via and
+# addresses, and building a locally generated reply.
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ._actions import Endpoint, Reply
+from ._bindings import LocationTable
+from ._config import Config
+from ._ids import IdSource, branch_id
+from ._stats import Counters
+from ._timers import DeadlineHeap
+from ._transactions import TransactionLayer
+from .sip import Request, Via, make_response
+
+__all__ = ["Context", "response_dest", "stamp_via"]
+
+
+def response_dest(via: Via, source: Endpoint) -> Endpoint:
+    """Where a response to a request that arrived from ``source`` with top ``via`` goes."""
+    if source.is_reliable or via.rport is not None:
+        return source  # the same connection, or RFC 3581 symmetric response routing
+    port = via.port or (5061 if via.transport == "TLS" else 5060)
+    if port == source.port:
+        return source
+    return Endpoint(transport=source.transport, host=source.host, port=port)
+
+
+def stamp_via(request: Request, source: Endpoint) -> Request:
+    """Add ``received`` (sent-by host differs from the packet's source, §18.2.1) and fill in an
+    empty ``rport`` (RFC 3581 §4) on the top Via."""
+    via = request.top_via
+    changed = via
+    if via.host != source.host:
+        changed = changed.with_param("received", source.host)
+    if via.rport == "":
+        changed = changed.with_param("rport", str(source.port))
+    return request if changed is via else request.replace_top_via(changed)
+
+
+class Context:
+    """Shared state of one MidRegistrar."""
+
+    __slots__ = ("cfg", "ids", "table", "txns", "heap", "stats", "adv", "adv_host_port",
+                 "_local")
+
+    def __init__(self, cfg: Config, ids: IdSource) -> None:
+        self.cfg = cfg
+        self.ids = ids
+        self.table = LocationTable()
+        self.heap: DeadlineHeap[object] = DeadlineHeap()
+        self.txns = TransactionLayer(self.heap)
+        self.stats = Counters()
+        self.adv = cfg.advertised_endpoint
+        host = f"[{self.adv.host}]" if ":" in self.adv.host else self.adv.host
+        self.adv_host_port = f"{host}:{self.adv.port}"
+        self._local = {(e.host.lower(), e.port) for e in (*cfg.local, self.adv)}
+
+    def is_us(self, host: str, port: int | None, default_port: int = 5060) -> bool:
+        """Does host:port name one of our addresses (Route / Request-URI checks)?"""
+        return (host.lower().strip("[]"), port or default_port) in self._local
+
+    def our_via(self, dest: Endpoint, branch: str | None = None) -> tuple[str, str]:
+        """(branch, Via value) for a request we send toward ``dest``."""
+        branch = branch or branch_id(self.ids)
+        return branch, f"SIP/2.0/{dest.transport.upper()} {self.adv_host_port};branch={branch}"
+
+    def transport_param(self, dest: Endpoint) -> str:
+        """``;transport=tcp`` for URIs that must bring requests back over a stream transport."""
+        return "" if dest.transport == "udp" else f";transport={dest.transport}"
+
+    def reply(self, request: Request, source: Endpoint, status: int, reason: str | None = None,
+              headers: Iterable[tuple[str, str]] = (), *, stamped: bool = False) -> Reply:
+        """A locally generated response to ``request`` (a To tag is added when it has none)."""
+        req = request if stamped else stamp_via(request, source)
+        response = make_response(req, status, reason, to_tag=self.ids.token(), headers=headers)
+        return Reply(data=response.serialize(), dest=response_dest(req.top_via, source))

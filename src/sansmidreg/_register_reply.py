@@ -1,0 +1,276 @@
+# What happens after a REGISTER went upstream: the main registrar's answer applied to the
+# bindings (OPENSIPS-BEHAVIOUR.md §1.1 f, §1.2 a/f, §1.3 a/f), the reply relayed to the UA with
+# the UA's own contacts and lifetimes (never the upstream ones, DESIGN.md §5.4), timeouts turned
+# into 408 (RFC 3261 §16.7 step 6 / §17.1.2.2), and our own de-REGISTERs (§1.2 e, §1.3 e) with
+# their transaction (retransmitted, DESIGN.md §5.5; failures counted).
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ._actions import Action, Drop, Endpoint, Reply
+from ._aor import aggregate_user
+from ._bindings import Aor, Contact, Upstream
+from ._config import Mode
+from ._context import Context
+from ._transactions import ClientTxn, ServerTxn
+from .sip import NameAddr, Request, Response, SipParseError, make_request, make_response, unescape
+
+if TYPE_CHECKING:
+    from ._registrar import Registrar
+
+__all__ = ["Deregister", "PendingRegister", "ReqContact", "build_deregister", "contact_list_value"]
+
+
+@dataclass(frozen=True, slots=True)
+class ReqContact:
+    """One Contact of a REGISTER, with its lifetimes (§3.7: e_raw as asked, e_in clamped)."""
+
+    addr: NameAddr
+    uri: str
+    e_raw: int
+    e_in: int
+    q: str | None
+    user: str
+    instance: str | None
+    reg_id: int | None
+    methods: frozenset[str] | None
+
+
+def contact_list_value(aor: Aor, now: float) -> str:
+    """The Contact value listing every live binding of ``aor`` with its remaining lifetime
+    (RFC 3261 §10.3 step 8; RFC 5626 §6: instance and reg-id echoed)."""
+    parts = []
+    for c in aor.contacts:
+        if c.expires_at <= now:
+            continue
+        text = f"<{c.uri}>"
+        if c.q is not None:
+            text += f";q={c.q}"
+        text += f";expires={max(1, c.remaining(now))}"
+        if c.instance is not None:
+            text += f';+sip.instance="{c.instance}"'
+        if c.reg_id is not None:
+            text += f";reg-id={c.reg_id}"
+        parts.append(text)
+    return ", ".join(parts)
+
+
+def _granted(addr: NameAddr, header_expires: int | None, default: int) -> int:
+    """e_out: the lifetime the main registrar granted a contact (§1.1 f.3)."""
+    raw = addr.expires
+    if raw is not None and raw.isdigit() and raw.isascii():
+        return int(raw)
+    return header_expires if header_expires is not None else default
+
+
+class PendingRegister:
+    """A REGISTER relayed upstream, waiting for the main registrar's answer."""
+
+    __slots__ = ("registrar", "request", "source", "dest", "aor", "entries", "ctids", "star",
+                 "path", "server", "request_uri", "started")
+
+    def __init__(self, *, registrar: Registrar, request: Request, source: Endpoint,
+                 dest: Endpoint, aor: Aor, entries: list[ReqContact], ctids: list[int],
+                 star: bool, path: tuple[str, ...], server: ServerTxn, request_uri: str,
+                 started: float) -> None:
+        self.registrar = registrar
+        self.request = request
+        self.source = source
+        self.dest = dest
+        self.aor = aor
+        self.entries = entries
+        self.ctids = ctids
+        self.star = star
+        self.path = path
+        self.server = server
+        self.request_uri = request_uri
+        self.started = started
+
+    def _send(self, response: Response, now: float) -> Reply:
+        ctx = self.registrar.ctx
+        reply = Reply(data=response.serialize(), dest=self.dest)
+        return ctx.txns.server_send(self.server, reply, response.status, now)
+
+    def _done(self) -> None:
+        self.aor.pending -= 1
+        self.registrar.ctx.table.discard_if_empty(self.aor)
+
+    def on_response(self, txn: ClientTxn, response: Response, now: float) -> list[Action]:
+        ctx = self.registrar.ctx
+        if response.status < 200:
+            # 100 Trying is hop-by-hop (RFC 3261 §16.7 step 3); other provisionals go on
+            return [] if response.status == 100 else [self._send(response.pop_via(), now)]
+        actions: list[Action] = []
+        if response.status < 300:
+            try:
+                actions.extend(self._apply_2xx(response, now))
+                relayed = self._ua_reply(response.pop_via(), now)
+            except SipParseError as exc:
+                ctx.stats.relayed_failed += 1
+                self._done()
+                bad = make_response(self.request, 502, "Bad Gateway")
+                return [Drop(reason="bad-upstream-2xx", detail=f"main registrar's 2xx: {exc}"),
+                        self._send(bad, now)]
+        else:  # 4xx/5xx/6xx: relayed unchanged, bindings untouched (§1.1 g, h)
+            ctx.stats.relayed_failed += 1
+            relayed = response.pop_via()
+        self._done()
+        actions.append(self._send(relayed, now))
+        return actions
+
+    def on_timeout(self, txn: ClientTxn, now: float) -> list[Action]:
+        ctx = self.registrar.ctx
+        ctx.stats.relayed_failed += 1
+        ctx.stats.relayed_timeouts += 1
+        self._done()
+        timeout = make_response(self.request, 408, "Request Timeout", to_tag=ctx.ids.token())
+        return [self._send(timeout, now)]
+
+    def _ua_reply(self, response: Response, now: float) -> Response:
+        """The 2xx for the UA: its own bindings and lifetimes, not the main registrar's."""
+        cfg = self.registrar.ctx.cfg
+        out = response.remove_headers("contact")
+        if cfg.strip_reply_expires or cfg.mode is not Mode.AOR_THROTTLING:
+            out = out.remove_headers("expires")
+        listing = contact_list_value(self.aor, now)
+        if listing:
+            out = out.add_header("Contact", listing)
+        if self.path and "path" in self.request.option_tags("supported"):
+            for hop in self.path:  # RFC 3327 §5.3: the registrar echoes the Path it stored
+                out = out.add_header("Path", hop)
+        return out
+
+    def _apply_2xx(self, response: Response, now: float) -> list[Action]:
+        registrar = self.registrar
+        ctx = registrar.ctx
+        cfg = ctx.cfg
+        aor = self.aor
+        items = response.contacts.items  # may raise SipParseError: nothing changed yet
+        header_expires = response.expires
+        call_id = self.request.call_id
+        seq = self.request.cseq.seq
+        from_uri = str(self.request.from_.uri)
+        to_uri = str(self.request.to.uri)
+        actions: list[Action] = []
+        if self.star:  # Contact: * accepted upstream: every binding of the AOR is gone
+            for contact in list(aor.contacts):
+                ctx.heap.cancel(contact.timer)
+                ctx.table.remove(contact)
+            aor.upstream = None
+            return actions
+
+        aggregate = cfg.mode is Mode.AOR_THROTTLING
+        e_common = 0
+        by_id: dict[int, NameAddr] = {}
+        if aggregate:
+            wanted = unescape(aggregate_user(aor.key, cfg.at_escape))
+            agg = next((rc for rc in items if rc.uri.user is not None
+                        and unescape(rc.uri.user) == wanted), None)
+            if agg is not None:
+                e_common = _granted(agg, header_expires, cfg.default_expires)
+            if agg is not None and e_common > 0:
+                old = aor.upstream
+                cseq = max(old.cseq, seq) if old is not None and old.call_id == call_id else seq
+                aor.upstream = Upstream(
+                    from_uri=from_uri, to_uri=to_uri, request_uri=self.request_uri,
+                    call_id=call_id, cseq=cseq, contact_uri=str(agg.uri), granted=e_common,
+                    refreshed_at=now)
+            else:
+                aor.upstream = None
+        else:
+            for rc in items:
+                ident = rc.uri.user if cfg.contact_id_in_user else rc.uri.param(
+                    cfg.contact_id_param)
+                if ident and ident.isdigit() and ident.isascii():
+                    by_id[int(ident)] = rc
+
+        for entry, ctid in zip(self.entries, self.ctids):
+            found = registrar._match(aor, entry)
+            if found is not None and found.ctid != ctid and not aggregate:
+                actions.extend(registrar.expire(found, now))  # replaced under a new id
+                found = None
+            if entry.e_in == 0:
+                if found is not None:
+                    self._drop(found)
+                continue
+            rc: NameAddr | None = None if aggregate else by_id.get(ctid)
+            e_out = e_common if aggregate else (
+                _granted(rc, header_expires, cfg.default_expires) if rc is not None else 0)
+            e_local = min(entry.e_in, e_out)
+            if e_local <= 0:  # not bound upstream: it must not live here either
+                if found is not None:
+                    self._drop(found)
+                continue
+            if found is None:
+                found = registrar.insert(aor, entry, self.source, ctid, now)
+            found.source = self.source
+            registrar.refresh(found, entry, e_local, call_id, seq, now, self.path)
+            if rc is not None:
+                found.upstream = Upstream(
+                    from_uri=from_uri, to_uri=to_uri, request_uri=self.request_uri,
+                    call_id=call_id, cseq=seq, contact_uri=str(rc.uri), granted=e_out,
+                    refreshed_at=now)
+        if aggregate:
+            if aor.upstream is None:
+                for contact in list(aor.contacts):  # nothing upstream reaches them any more
+                    self._drop(contact)
+            elif not aor.live(now):
+                up, aor.upstream = aor.upstream, None
+                actions.append(build_deregister(ctx, up, now))
+        actions.extend(registrar.enforce_max_contacts(aor, now))
+        return actions
+
+    def _drop(self, contact: Contact) -> None:
+        ctx = self.registrar.ctx
+        ctx.heap.cancel(contact.timer)
+        contact.timer = None
+        ctx.table.remove(contact)
+
+
+class Deregister:
+    """Our own de-REGISTER: its outcome is counted, and logged when it fails."""
+
+    __slots__ = ("ctx", "contact_uri")
+
+    def __init__(self, ctx: Context, contact_uri: str) -> None:
+        self.ctx = ctx
+        self.contact_uri = contact_uri
+
+    def on_response(self, txn: ClientTxn, response: Response, now: float) -> list[Action]:
+        if response.status < 300:
+            return []
+        self.ctx.stats.deregisters_failed += 1
+        return [Drop(reason="deregister-failed",
+                     detail=f"main registrar answered {response.status} {response.reason} to "
+                            f"our de-REGISTER of {self.contact_uri}")]
+
+    def on_timeout(self, txn: ClientTxn, now: float) -> list[Action]:
+        self.ctx.stats.deregisters_failed += 1
+        return [Drop(reason="deregister-timeout",
+                     detail=f"no answer to our de-REGISTER of {self.contact_uri}")]
+
+
+def build_deregister(ctx: Context, up: Upstream, now: float) -> Action:
+    """A REGISTER removing ``up`` from the main registrar: its Call-ID, CSeq + 1, a new From tag,
+    the Contact the main registrar returned with ;expires=0 (OPENSIPS-BEHAVIOUR.md §1.2 e)."""
+    cfg = ctx.cfg
+    up.cseq += 1
+    branch, via = ctx.our_via(cfg.upstream)
+    request = make_request("REGISTER", up.request_uri, [
+        ("Via", via),
+        ("Max-Forwards", "70"),
+        ("From", f"<{up.from_uri}>;tag={ctx.ids.token()}"),
+        ("To", f"<{up.to_uri}>"),
+        ("Call-ID", up.call_id),
+        ("CSeq", f"{up.cseq} REGISTER"),
+        ("Contact", f"<{up.contact_uri}>;expires=0"),
+    ])
+    txn = ClientTxn(branch=branch, data=request.serialize(), dest=cfg.upstream,
+                    user=Deregister(ctx, up.contact_uri), now=now, t1=cfg.t1, t2=cfg.t2,
+                    t4=cfg.t4, upstream=True)
+    if not cfg.retransmit_deregister:
+        txn.next_at = txn.f_at  # OpenSIPS sends it once (§1.2 e)
+    up.expires_at = min(up.expires_at, now)  # we consider it gone from here on
+    ctx.stats.deregisters_sent += 1
+    return ctx.txns.start_client(txn)
