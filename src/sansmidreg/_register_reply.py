@@ -179,11 +179,11 @@ class PendingRegister:
             else:
                 aor.upstream = None
         else:
-            for rc in items:
-                ident = rc.uri.user if cfg.contact_id_in_user else rc.uri.param(
+            for item in items:
+                ident = item.uri.user if cfg.contact_id_in_user else item.uri.param(
                     cfg.contact_id_param)
                 if ident and ident.isdigit() and ident.isascii():
-                    by_id[int(ident)] = rc
+                    by_id[int(ident)] = item
 
         for entry, ctid in zip(self.entries, self.ctids):
             found = registrar._match(aor, entry)

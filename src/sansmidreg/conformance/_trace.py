@@ -427,10 +427,12 @@ def _format_time(seconds: float) -> str:
 def _format_block(block: TraceBlock) -> str:
     if not is_representable(block.data):
         raise TraceFormatError(
-            f"block {block.index} cannot be written in the trace text form (bare LF or CR before "
-            "CRLF, no CRLF CRLF after the headers, or a Content-Length that disagrees with the body)"
+            f"block {block.index} cannot be written in the trace text form (bare LF or CR "
+            "before CRLF, no CRLF CRLF after the headers, or a Content-Length that disagrees "
+            "with the body)"
         )
-    return f"@{_format_time(block.time)} {block.src} -> {block.dst}\n{_message_text(block.data)}\n"
+    head = f"@{_format_time(block.time)} {block.src} -> {block.dst}"
+    return f"{head}\n{_message_text(block.data)}\n"
 
 
 # --- whole traces -----------------------------------------------------------------------------
@@ -461,8 +463,9 @@ def parse_trace(text: str, name: str = "<trace>", *, filename: str | None = None
             if headers:
                 raise TraceFormatError(f"'# {MAGIC}' must be the first line", source=source, line=i)
             if magic.group("version") != VERSION:
+                version = magic.group("version")
                 raise TraceFormatError(
-                    f"unsupported trace version {magic.group('version')!r} (this reader: {VERSION})",
+                    f"unsupported trace version {version!r} (this reader: {VERSION})",
                     source=source,
                     line=i,
                 )
@@ -475,7 +478,9 @@ def parse_trace(text: str, name: str = "<trace>", *, filename: str | None = None
         m = _BLOCK_LINE.fullmatch(lines[i].removesuffix("\r"))
         if m is None:
             raise TraceFormatError(
-                "malformed block line (expected '@<seconds> <src> -> <dst>')", source=source, line=at
+                "malformed block line (expected '@<seconds> <src> -> <dst>')",
+                source=source,
+                line=at,
             )
         if not _TIME.fullmatch(m.group("time")):
             raise TraceFormatError(f"invalid time {m.group('time')!r}", source=source, line=at)

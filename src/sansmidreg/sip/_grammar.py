@@ -1,8 +1,11 @@
-# Lexical helpers shared by the value parsers: RFC 3261 §25.1 character classes, header-name
-# canonicalisation (compact forms, §7.3.3 and §20), comma splitting outside quotes and angle
-# brackets (§7.3.1), generic-param lists (§25.1 `generic-param`), quoted strings and escapes.
+# Lexical layer shared by the value parsers: RFC 3261 §25.1 character classes transcribed as named
+# regex fragments (the ABNF rule beside each), header-name canonicalisation (compact forms, §7.3.3
+# and §20), comma splitting outside quoted strings and angle brackets (§7.3.1), generic-param lists
+# (§25.1 `generic-param`), quoted strings (§25.1 `quoted-string`, `quoted-pair`) and %-escapes
+# (§19.1.2). Every function here raises SipParseError, and nothing else, on bad input.
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from ._errors import SipParseError
@@ -15,22 +18,53 @@ __all__ = [
     "canonical_name",
     "format_params",
     "get_param",
+    "is_quoted",
     "is_token",
     "parse_params",
+    "quote",
     "split_commas",
+    "split_list",
     "unescape",
     "unquote",
 ]
 
 Params = tuple[tuple[str, str | None], ...]
+"""Parameters in wire order: (lower-case name, value as written or None for a flag)."""
 
-# RFC 3261 §25.1: token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~")
+# -- RFC 3261 §25.1 character classes (regex fragments) ------------------------------------------
+# token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~")
+TOKEN_CHAR: Final = r"A-Za-z0-9\-.!%*_+`'~"
+TOKEN: Final = f"[{TOKEN_CHAR}]+"
+# quoted-string = SWS DQUOTE *(qdtext / quoted-pair) DQUOTE
+# qdtext = LWS / %x21 / %x23-5B / %x5D-7E / UTF8-NONASCII ; quoted-pair = "\" (%x00-09 / %x0B-0C / %x0E-7F)
+QUOTED: Final = r'"(?:[^"\\\r\n]|\\[\x00-\x09\x0b\x0c\x0e-\x7f])*"'
+# gen-value = token / host / quoted-string (host adds ':' '[' ']' for IPv6)
+GEN_VALUE: Final = f"[{TOKEN_CHAR}:\\[\\]]+|{QUOTED}"
+# mark = "-" / "_" / "." / "!" / "~" / "*" / "'" / "(" / ")" ; unreserved = alphanum / mark
+UNRESERVED: Final = r"A-Za-z0-9\-_.!~*'()"
+# escaped = "%" HEXDIG HEXDIG
+ESCAPED: Final = r"%[0-9A-Fa-f]{2}"
+# paramchar = param-unreserved / unreserved / escaped ; param-unreserved = "[" / "]" / "/" / ":" / "&" / "+" / "$"
+PARAMCHAR: Final = f"(?:[{UNRESERVED}\\[\\]/:&+$]|{ESCAPED})"
+# user = 1*( unreserved / escaped / user-unreserved ) ; user-unreserved = "&" / "=" / "+" / "$" / "," / ";" / "?" / "/"
+USER: Final = f"(?:[{UNRESERVED}&=+$,;?/]|{ESCAPED})+"
+# password = *( unreserved / escaped / "&" / "=" / "+" / "$" / "," )
+PASSWORD: Final = f"(?:[{UNRESERVED}&=+$,]|{ESCAPED})*"
+# hname = 1*( hnv-unreserved / unreserved / escaped ) ; hnv-unreserved = "[" / "]" / "/" / "?" / ":" / "+" / "$"
+HCHAR: Final = f"(?:[{UNRESERVED}\\[\\]/?:+$]|{ESCAPED})"
+# hostname = *( domainlabel "." ) toplabel [ "." ] (we also accept '_', common in the wild)
+HOSTNAME: Final = r"[A-Za-z0-9_](?:[A-Za-z0-9\-_.]*[A-Za-z0-9_.])?"
+
+_TOKEN_RE: Final = re.compile(f"{TOKEN}\\Z")
+_GEN_VALUE_RE: Final = re.compile(f"(?:{GEN_VALUE})\\Z")
+_QUOTED_RE: Final = re.compile(f"{QUOTED}\\Z")
+
 TOKEN_CHARS: Final = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
 )
 
 # Compact forms: RFC 3261 §7.3.3 and the header definitions in §20; RFC 3515 (r), RFC 3892 (b),
-# RFC 3265 (o, u), RFC 3841 (j, d), RFC 4474 (y, n), RFC 4028 (x), RFC 3329 (none).
+# RFC 3265 (o, u), RFC 3841 (j, d, a), RFC 4474 (y, n), RFC 4028 (x).
 _COMPACT: Final = {
     "i": "call-id", "m": "contact", "e": "content-encoding", "l": "content-length",
     "c": "content-type", "f": "from", "s": "subject", "k": "supported", "t": "to", "v": "via",
@@ -63,56 +97,20 @@ def canonical_name(name: str) -> str:
 
 
 def is_token(text: str) -> bool:
-    return bool(text) and all(c in TOKEN_CHARS for c in text)
+    """Is ``text`` an RFC 3261 §25.1 token?"""
+    return _TOKEN_RE.match(text) is not None
 
 
-def split_commas(value: str) -> list[str]:
-    """Split a header value at commas that are outside quoted strings and <...> (§7.3.1)."""
-    if "," not in value:
-        value = value.strip()
-        return [value] if value else []
-    if '"' not in value and "<" not in value:
-        parts = value.split(",")
-    else:
-        parts = []
-        start = 0
-        quoted = False
-        angle = False
-        i = 0
-        n = len(value)
-        while i < n:
-            c = value[i]
-            if quoted:
-                if c == "\\":
-                    i += 1
-                elif c == '"':
-                    quoted = False
-            elif c == '"':
-                quoted = True
-            elif c == "<":
-                angle = True
-            elif c == ">":
-                angle = False
-            elif c == "," and not angle:
-                parts.append(value[start:i])
-                start = i + 1
-            i += 1
-        if quoted:
-            raise SipParseError("unterminated quoted string")
-        parts.append(value[start:])
-    out = [p.strip() for p in parts]
-    return [p for p in out if p]
-
-
-def _find_unquoted(text: str, char: str, start: int = 0) -> int:
-    """Index of ``char`` outside quoted strings, or -1."""
-    if '"' not in text:
-        return text.find(char, start)
+def _split_outside(value: str, sep: str) -> list[str]:
+    """Split at ``sep`` outside quoted strings and <...>; raises on an unterminated quote."""
+    parts: list[str] = []
+    start = 0
     quoted = False
-    i = start
-    n = len(text)
+    angle = False
+    i = 0
+    n = len(value)
     while i < n:
-        c = text[i]
+        c = value[i]
         if quoted:
             if c == "\\":
                 i += 1
@@ -120,44 +118,84 @@ def _find_unquoted(text: str, char: str, start: int = 0) -> int:
                 quoted = False
         elif c == '"':
             quoted = True
-        elif c == char:
-            return i
+        elif c == "<":
+            angle = True
+        elif c == ">":
+            angle = False
+        elif c == sep and not angle:
+            parts.append(value[start:i])
+            start = i + 1
         i += 1
-    return -1
+    if quoted:
+        raise SipParseError("unterminated quoted string")
+    parts.append(value[start:])
+    return parts
+
+
+def split_commas(value: str) -> list[str]:
+    """Split a header value at commas outside quoted strings and <...> (§7.3.1), stripping each
+    element and dropping empty ones (lenient: for option tags and headers we only forward)."""
+    if "," not in value:
+        value = value.strip()
+        return [value] if value else []
+    if '"' in value or "<" in value:
+        parts = _split_outside(value, ",")
+    else:
+        parts = value.split(",")
+    out = [p.strip() for p in parts]
+    return [p for p in out if p]
+
+
+def split_list(value: str) -> list[str]:
+    """Like split_commas, but an empty element (``a,,b``, a trailing comma, an empty value) is
+    an error, as the grammar of Via, Contact, Route, Record-Route and Path says (§25.1)."""
+    if "," not in value:
+        value = value.strip()
+        if not value:
+            raise SipParseError("empty header value")
+        return [value]
+    if '"' in value or "<" in value:
+        parts = _split_outside(value, ",")
+    else:
+        parts = value.split(",")
+    out = [p.strip() for p in parts]
+    if not all(out):
+        raise SipParseError("empty element in a comma-separated list")
+    return out
 
 
 def parse_params(text: str) -> Params:
-    """``;a=1;b;c="x;y"`` (leading ';' optional) -> (("a","1"),("b",None),("c",'"x;y"')).
+    """``;a=1;b;c="x;y"`` (one leading ';' optional) -> (("a","1"),("b",None),("c",'"x;y"')).
 
-    Names are lower-cased (parameter names are case-insensitive, §7.3.1); values are kept as
-    written, quotes included, so that re-emission is exact.
+    Header parameters (§25.1 ``generic-param``): LWS allowed around ';' and '='; names are
+    tokens, lower-cased (parameter names are case-insensitive, §7.3.1); values are a token, a host
+    or a quoted string, kept as written (quotes included) so that re-emission is exact. An empty
+    parameter (``;;``, a trailing ';') is an error (RFC 4475 §3.1.2.1).
     """
+    text = text.strip()
+    if not text:
+        return ()
+    if text[0] == ";":
+        text = text[1:]
+    pieces = _split_outside(text, ";") if '"' in text else text.split(";")
     out: list[tuple[str, str | None]] = []
-    if '"' in text:
-        pieces = []
-        start = 0
-        while True:
-            j = _find_unquoted(text, ";", start)
-            if j < 0:
-                pieces.append(text[start:])
-                break
-            pieces.append(text[start:j])
-            start = j + 1
-    else:
-        pieces = text.split(";")
     for piece in pieces:
-        piece = piece.strip()
-        if not piece:
-            continue
         name, eq, val = piece.partition("=")
         name = name.strip()
-        if not name:
-            raise SipParseError("empty parameter name")
-        out.append((name.lower(), val.strip() if eq else None))
+        if not _TOKEN_RE.match(name):
+            raise SipParseError(f"bad parameter name {name[:30]!r}" if name else "empty parameter")
+        if eq:
+            val = val.strip()
+            if not _GEN_VALUE_RE.match(val):
+                raise SipParseError(f"bad value for parameter {name[:30]!r}")
+            out.append((name.lower(), val))
+        else:
+            out.append((name.lower(), None))
     return tuple(out)
 
 
 def format_params(params: Params) -> str:
+    """``;name=value;flag`` for every parameter, in order."""
     return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params)
 
 
@@ -170,7 +208,8 @@ def get_param(params: Params, name: str) -> str | None:
 
 
 def unquote(text: str) -> str:
-    """Remove the quotes of a quoted-string and resolve its quoted-pairs (§25.1)."""
+    """Remove the quotes of a quoted-string and resolve its quoted-pairs (§25.1); text that is
+    not a quoted string is returned unchanged."""
     if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
         inner = text[1:-1]
         if "\\" not in inner:
@@ -188,15 +227,28 @@ def unquote(text: str) -> str:
     return text
 
 
+def quote(text: str) -> str:
+    """A quoted-string for ``text`` (backslash and double quote escaped, §25.1)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def is_quoted(text: str) -> bool:
+    """Is ``text`` exactly one well-formed quoted-string?"""
+    return _QUOTED_RE.match(text) is not None
+
+
 _HEX: Final = "0123456789abcdefABCDEF"
 
 
 def unescape(text: str) -> str:
-    """Resolve %HH escapes (§19.1.2, §19.1.4); a malformed escape is an error."""
+    """Resolve %HH escapes (§19.1.2, §19.1.4) once; a malformed escape is an error."""
     if "%" not in text:
         return text
     out = bytearray()
-    raw = text.encode("utf-8", "surrogateescape")
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raise SipParseError("unencodable character") from None
     i = 0
     n = len(raw)
     while i < n:
@@ -205,7 +257,7 @@ def unescape(text: str) -> str:
             if i + 3 > n:
                 raise SipParseError("truncated %-escape")
             h = raw[i + 1:i + 3].decode("latin-1")
-            if len(h) != 2 or h[0] not in _HEX or h[1] not in _HEX:
+            if h[0] not in _HEX or h[1] not in _HEX:
                 raise SipParseError("bad %-escape")
             out.append(int(h, 16))
             i += 3
