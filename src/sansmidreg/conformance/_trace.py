@@ -298,7 +298,10 @@ def _derive(
                         raise TraceFormatError(f"config entry {token!r} is not key=value")
                     config.append((k, v))
             elif key == "time-tolerance":
-                tolerance = float(value) if re.fullmatch(r"[0-9.eE+-]+", value) else math.nan
+                try:
+                    tolerance = float(value) if re.fullmatch(r"[0-9.eE+-]+", value) else math.nan
+                except ValueError:
+                    tolerance = math.nan
                 if not math.isfinite(tolerance) or tolerance < 0:
                     raise TraceFormatError(f"time-tolerance must be seconds >= 0, not {value!r}")
         except TraceFormatError as exc:
@@ -324,9 +327,7 @@ def _content_length(head: Sequence[str]) -> int | None:
     return None
 
 
-def _parse_message(
-    lines: Sequence[str], i: int, start: int, source: str
-) -> tuple[bytes, int]:
+def _parse_message(lines: Sequence[str], i: int, start: int, source: str) -> tuple[bytes, int]:
     """Read the message that starts at ``lines[i]`` (the line after ``@``, which is line
     ``start``); return its wire bytes and the index of the next block line (or len(lines))."""
     n = len(lines)
