@@ -109,6 +109,9 @@ class Config:
     # -- proxy behaviour ---------------------------------------------------------------------------
     record_route: bool = True
     nat: NatPolicy = "detect"
+    untrusted: Literal["reject", "drop"] = "reject"
+    """A request toward a device from a source not in ``upstream``/``trusted``: answer 403
+    (``reject``) or discard it silently (``drop``)."""
 
     # -- RFC 3261 timers (seconds) --------------------------------------------------------------
     t1: float = 0.5
@@ -168,6 +171,8 @@ class Config:
             raise UsageError("contact_id_param must be a URI parameter token, e.g. ctid")
         if self.nat not in ("detect", "always", "never"):
             raise UsageError("nat must be detect, always or never")
+        if self.untrusted not in ("reject", "drop"):
+            raise UsageError("untrusted must be reject or drop")
         if self.compat not in ("sansmidreg", "opensips"):
             raise UsageError("compat must be sansmidreg or opensips")
         # OpenSIPS adjusts default_expires into [min, max] at start-up.
