@@ -1,29 +1,219 @@
-# Requests toward registered devices (issue 4 replaces this with lookup + stateful parallel
-# forking, RFC 3261 §16). Until then every non-REGISTER request is refused with 501, ACKs are
-# dropped, and responses no transaction claims are dropped.
+# Requests toward registered devices: the proxy half of the mid-registrar (RFC 3261 §16).
+#
+# Every non-REGISTER request and every response no core transaction claims arrives here.
+# Requests, in order (§16.3 validation, then §16.4-§16.6):
+#   ACK     -> the INVITE server transaction it belongs to (non-2xx: absorbed, §17.2.1), else
+#              relayed by its Route (ACK for a 2xx, end to end), else dropped;
+#   CANCEL  -> 200 and the response context cancels its branches (§16.10), or 481;
+#   a retransmission of a request we fork -> its server transaction (absorbed / last response);
+#   then CSeq method check (400), Max-Forwards 0 (483), Proxy-Require (420), loop (482: a Via of
+#   ours whose branch is live and whose request had the same Request-URI, §16.3 step 4);
+#   Route naming us -> popped; anything left to route -> stateless relay (_route.py, §16.12);
+#   an untrusted source -> 403 or dropped (Config.untrusted); lookup (_lookup.py) -> 404/480/405
+#   or a response context with one branch per target (_fork_context.py).
+# Responses: matched to our client transactions by (Via branch, CSeq method) (§17.1.3), else
+# relayed statelessly when they answer a stateless relay, else dropped.
+# Timers: our client/server transactions (_invite.py) and each INVITE branch's Timer C.
 from __future__ import annotations
 
-from ._actions import Action, Drop, Endpoint
-from ._context import Context
-from .sip import Request, Response
+from ._actions import Action, Drop, Endpoint, Reply, SendRequest
+from ._context import Context, response_dest, stamp_via
+from ._fork_context import ForkBranch, ProxyTables, start_fork
+from ._invite import ClientTransaction, Eff, Ev, InviteServer, St
+from ._lookup import Refusal, contact_id, is_trusted, lookup
+from ._route import pop_our_routes, relay_response, relay_routed, server_key
+from .sip import Request, Response, SipParseError, make_response
 
 __all__ = ["Proxy"]
 
 
 class Proxy:
-    __slots__ = ("ctx",)
+    """The stateful forking proxy and stateless relay of one MidRegistrar."""
+
+    __slots__ = ("ctx", "tables")
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+        self.tables = ProxyTables(ctx)
 
+    @property
+    def transactions(self) -> int:
+        """Live proxy transactions (client INVITE/non-INVITE/CANCEL, server INVITE)."""
+        return len(self.tables.clients) + len(self.tables.servers)
+
+    # -- requests --------------------------------------------------------------------------------
     def handle_request(self, req: Request, source: Endpoint, now: float) -> list[Action]:
-        if req.method == "ACK":
-            return [Drop(reason="stray-ack", detail="ACK matching no transaction", source=source)]
-        return [self.ctx.reply(req, source, 501, "Not Implemented")]
+        """A non-REGISTER request. Raises SipParseError for unusable headers (the core answers)."""
+        method = req.method
+        if method == "ACK":
+            return self._ack(req, source, now)
+        if method == "CANCEL":
+            return self._cancel(req, source, now)
+        key = server_key(req, method)
+        ctx = self.ctx
+        if method == "INVITE":
+            server = self.tables.servers.get(key)
+            if server is not None:  # a retransmission (§17.2.1)
+                ctx.stats.retransmissions_absorbed += 1
+                effect = server.step(Ev.REQUEST, now)
+                return [server.last] if effect is Eff.RESEND and server.last else []
+        else:
+            txn = ctx.txns.server(key)
+            if txn is not None:  # a retransmission (§17.2.2)
+                ctx.stats.retransmissions_absorbed += 1
+                resend = ctx.txns.server_retransmission(txn)
+                return [resend] if resend is not None else []
+        return self._initial(req, source, key, now)
 
-    def handle_response(self, resp: Response, source: Endpoint, now: float) -> list[Action]:
-        return [Drop(reason="stray-response", detail=f"{resp.status} matching no transaction",
+    def _initial(self, req: Request, source: Endpoint, key: tuple[str, ...],
+                 now: float) -> list[Action]:
+        ctx = self.ctx
+        if req.cseq.method != req.method:
+            return [ctx.reply(req, source, 400, "CSeq method does not match the request")]
+        max_forwards = req.max_forwards
+        if max_forwards == 0:
+            return [ctx.reply(req, source, 483, "Too Many Hops")]  # §16.3 step 3
+        unsupported = sorted(req.option_tags("proxy-require"))
+        if unsupported:  # §16.3 step 5: we support no proxy extension
+            return [ctx.reply(req, source, 420, "Bad Extension",
+                              (("Unsupported", ", ".join(unsupported)),))]
+        if self._is_loop(req):
+            return [ctx.reply(req, source, 482, "Loop Detected")]
+        routed, popped = pop_our_routes(ctx, req)
+        if routed.has("route") or (popped and not self._names_us(routed)):
+            return relay_routed(ctx, routed, source, popped)  # §16.4, §16.12
+        if not is_trusted(ctx, source.host):
+            ctx.stats.drops["untrusted"] += 1
+            if ctx.cfg.untrusted == "drop":
+                return [Drop(reason="untrusted", detail=f"{req.method} toward a device from "
+                                                        f"untrusted {source}", source=source)]
+            return [ctx.reply(req, source, 403, "Forbidden")]
+        found = lookup(ctx, routed, now)
+        if isinstance(found, Refusal):
+            return [ctx.reply(req, source, found.status, found.reason, found.headers)]
+        stamped = stamp_via(routed, source)
+        dest = response_dest(stamped.top_via, source)
+        return start_fork(self.tables, stamped, source, dest, key, found, now)
+
+    def _names_us(self, req: Request) -> bool:
+        uri = req.uri
+        if not uri.is_sip:
+            return False
+        return self.ctx.is_us(uri.host, uri.port) or contact_id(self.ctx, uri) is not None
+
+    def _is_loop(self, req: Request) -> bool:
+        """§16.3 step 4: a Via of ours carrying a branch we sent for this same Request-URI."""
+        marker = self.ctx.adv_host_port
+        if not any(marker in value for value in req.get_all("via")):
+            return False
+        clients = self.tables.clients
+        for via in req.vias:
+            txn = clients.get((via.branch or "", req.method))
+            if txn is not None and txn.owner.request.uri_text == req.uri_text:
+                return True
+        return False
+
+    def _ack(self, req: Request, source: Endpoint, now: float) -> list[Action]:
+        server = self.tables.servers.get(server_key(req, "INVITE"))
+        if server is not None:
+            effect = server.step(Ev.ACK, now)
+            self.tables.arm_server(server)
+            if effect is not Eff.PASS:
+                return []  # the ACK of a non-2xx final ends here (hop by hop, §17.2.1)
+        routed, popped = pop_our_routes(self.ctx, req)
+        if popped or routed.has("route"):
+            return relay_routed(self.ctx, routed, source, popped)  # ACK for a 2xx (§16.12)
+        self.ctx.stats.drops["stray-ack"] += 1
+        return [Drop(reason="stray-ack", detail="ACK matching no transaction and no Route",
                      source=source)]
 
+    def _cancel(self, req: Request, source: Endpoint, now: float) -> list[Action]:
+        ctx = self.ctx
+        ckey = server_key(req, "CANCEL")
+        txn = ctx.txns.server(ckey)
+        if txn is not None:  # a retransmitted CANCEL: its 200 again
+            ctx.stats.retransmissions_absorbed += 1
+            resend = ctx.txns.server_retransmission(txn)
+            return [resend] if resend is not None else []
+        server = self.tables.servers.get(server_key(req, "INVITE"))
+        if server is None:
+            return [ctx.reply(req, source, 481, "Call/Transaction Does Not Exist")]
+        context = server.context
+        stamped = stamp_via(req, source)
+        ok = ctx.txns.start_server(ckey, source, 64 * ctx.cfg.t1)
+        # §9.2: the 200 to the CANCEL and the 487 share their To tag
+        response = make_response(stamped, 200, "OK", to_tag=context.local_tag())
+        reply = Reply(data=response.serialize(), dest=response_dest(stamped.top_via, source))
+        ctx.txns.server_send(ok, reply, 200, now)
+        return [reply, *context.upstream_cancel(now)]
+
+    # -- responses -------------------------------------------------------------------------------
+    def handle_response(self, resp: Response, source: Endpoint, now: float) -> list[Action]:
+        """A response no core transaction claimed: one of our branches, or a stateless relay."""
+        try:
+            key = (resp.top_via.branch or "", resp.cseq.method)
+        except SipParseError as exc:
+            self.ctx.stats.drops["bad-response"] += 1
+            return [Drop(reason="bad-response", detail=exc.reason, source=source)]
+        txn = self.tables.clients.get(key)
+        if txn is None:
+            return relay_response(self.ctx, resp, source)
+        before = txn.state
+        effect = txn.step(txn.response_event(resp.status))
+        actions: list[Action] = []
+        if effect is Eff.PASS_ACK or effect is Eff.ACK:
+            if txn.ack is None:
+                txn.ack = txn.owner.ack(resp)
+            actions.append(SendRequest(data=txn.ack, dest=txn.dest))
+        if txn.state is not before:
+            txn.after_response(before, now)
+            self.tables.arm_client(txn)
+        if effect is Eff.ABSORB or effect is Eff.ACK:
+            self.ctx.stats.retransmissions_absorbed += 1
+        elif txn.method != "CANCEL" and (effect is Eff.PASS or effect is Eff.PASS_ACK):
+            branch = txn.owner
+            actions.extend(branch.context.on_response(branch, resp, now))
+        return actions
+
+    # -- timers ----------------------------------------------------------------------------------
     def on_timer(self, key: object, now: float) -> list[Action]:
+        """A deadline of ours fired (the core passes every key it does not own)."""
+        if isinstance(key, ClientTransaction):
+            return self._client_timer(key, now)
+        if isinstance(key, InviteServer):
+            return self._server_timer(key, now)
+        if isinstance(key, ForkBranch):
+            return key.context.on_branch_timer(key, now)
+        return []
+
+    def _client_timer(self, txn: ClientTransaction, now: float) -> list[Action]:
+        txn.timer = None
+        event = txn.due_event(now)
+        if event is None:
+            return []
+        effect = txn.step(event)
+        if txn.state is St.TERMINATED:
+            self.tables.end_client(txn)
+            if effect is Eff.TIMEOUT and txn.method != "CANCEL":
+                return txn.owner.context.on_timeout(txn.owner, now)
+            return []
+        self.tables.arm_client(txn)
+        if effect is Eff.RETRANSMIT:
+            self.ctx.stats.retransmissions_sent += 1
+            return [SendRequest(data=txn.data, dest=txn.dest)]
+        return []
+
+    def _server_timer(self, txn: InviteServer, now: float) -> list[Action]:
+        txn.timer = None
+        event = txn.due_event(now)
+        if event is None:
+            return []
+        effect = txn.step(event, now)
+        if txn.state is St.TERMINATED:
+            self.tables.end_server(txn)
+            return []
+        self.tables.arm_server(txn)
+        if effect is Eff.RESEND and txn.last is not None:
+            self.ctx.stats.retransmissions_sent += 1
+            return [txn.last]
         return []

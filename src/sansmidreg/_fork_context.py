@@ -1,0 +1,337 @@
+# The response context of a forked request (RFC 3261 §16.6-§16.10): one server transaction
+# toward the main registrar, one client transaction per branch, and what to send upstream.
+#
+# - §16.6: each branch is a copy with the target's URI, Max-Forwards - 1, our Record-Route
+#   (dialog-creating methods, when configured), the Path as Route, our Via with a new branch;
+#   Timer C (Config.timer_c) guards every INVITE branch.
+# - §16.7: 100 is not forwarded; other provisionals are, while no final was sent (and reset
+#   Timer C, step 2); every 2xx to an INVITE goes upstream at once, also after the final (step 5,
+#   RFC 6026), and the first one CANCELs every pending branch (step 10, RFC 3326 Reason); a 6xx
+#   CANCELs them too; other finals wait until every branch is done, then the best is chosen
+#   (_fork_response.py). Non-INVITE requests fork the same way but are never CANCELled.
+# - §16.8 Timer C: a branch with a provisional is CANCELled; one without is counted as 408.
+# - §16.10 CANCEL from upstream: every pending branch is CANCELled; a branch that has not
+#   answered yet cannot be (§9.1): it counts as 487 at once and is CANCELled when its first
+#   provisional arrives. If no final comes 64*T1 after our CANCEL, the branch is abandoned (408).
+# - §17.1.1.3: the ACK for a non-2xx final is ours, built from the INVITE we sent.
+#
+# A branch reaches its end when its client transaction is TERMINATED; the context needs no
+# registry of its own: its transactions (and the heap) hold it until the last one ends.
+from __future__ import annotations
+
+from typing import Final
+
+from ._actions import Action, Branch, Drop, Endpoint, Fork, Reply, SendRequest
+from ._context import Context
+from ._fork_response import Candidate, choose, merge_challenges
+from ._invite import ClientTransaction, Eff, Ev, InviteServer, St
+from ._lookup import Target
+from ._route import record_route_values
+from ._timers import TimerHandle
+from ._transactions import ServerTxn, TxnState
+from .sip import Request, Response, make_request, make_response
+
+__all__ = ["ForkBranch", "ProxyTables", "ResponseContext", "start_fork"]
+
+_RECORD_ROUTE_METHODS: Final = frozenset({"INVITE", "SUBSCRIBE", "REFER", "NOTIFY"})
+_PENDING: Final = (St.CALLING, St.PROCEEDING)
+_COMPLETED_ELSEWHERE: Final = 'SIP;cause=200;text="Call completed elsewhere"'
+
+
+class ProxyTables:
+    """The proxy's live transactions (the core routes responses and timers to them)."""
+
+    __slots__ = ("ctx", "clients", "servers")
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.clients: dict[tuple[str, str], ClientTransaction] = {}
+        self.servers: dict[tuple[str, ...], InviteServer] = {}
+
+    def arm_client(self, txn: ClientTransaction) -> None:
+        heap = self.ctx.heap
+        heap.cancel(txn.timer)
+        txn.timer = None if txn.next_at is None else heap.schedule(txn.next_at, txn)
+
+    def arm_server(self, txn: InviteServer) -> None:
+        heap = self.ctx.heap
+        heap.cancel(txn.timer)
+        txn.timer = None if txn.next_at is None else heap.schedule(txn.next_at, txn)
+
+    def end_client(self, txn: ClientTransaction) -> None:
+        self.ctx.heap.cancel(txn.timer)
+        txn.timer = None
+        if self.clients.get((txn.branch, txn.method)) is txn:
+            del self.clients[(txn.branch, txn.method)]
+
+    def end_server(self, txn: InviteServer) -> None:
+        self.ctx.heap.cancel(txn.timer)
+        txn.timer = None
+        if self.servers.get(txn.key) is txn:
+            del self.servers[txn.key]
+
+
+class ForkBranch:
+    """One target of a response context, and the heap key of its Timer C / CANCEL timeout."""
+
+    __slots__ = ("context", "target", "request", "via", "txn", "final", "provisional",
+                 "cancel_pending", "cancel_txn", "timer")
+
+    def __init__(self, context: ResponseContext, target: Target, request: Request,
+                 via: str) -> None:
+        self.context = context
+        self.target = target
+        self.request = request  # what we sent (the CANCEL and ACK copy from it)
+        self.via = via
+        self.txn: ClientTransaction | None = None
+        self.final: int | None = None  # the status this branch counts with in the context
+        self.provisional = False
+        self.cancel_pending = False
+        self.cancel_txn: ClientTransaction | None = None
+        self.timer: TimerHandle[object] | None = None
+
+    def _hop_request(self, method: str, to: str, extra: tuple[tuple[str, str], ...]) -> bytes:
+        req = self.request
+        headers = [("Via", self.via), ("Max-Forwards", "70"), ("From", req.get("from") or ""),
+                   ("To", to), ("Call-ID", req.get("call-id") or ""),
+                   ("CSeq", f"{req.cseq.seq} {method}")]
+        headers += [("Route", r) for r in req.get_all("route")]
+        headers += list(extra)
+        return make_request(method, req.uri_text, headers).serialize()
+
+    def ack(self, response: Response) -> bytes:
+        """The ACK for a non-2xx final: the INVITE's URI, Via, Route; the response's To
+        (§17.1.1.3)."""
+        return self._hop_request("ACK", response.get("to") or "", ())
+
+    def cancel(self, reason: str | None) -> bytes:
+        """A CANCEL of this branch (§9.1): same URI, Via branch, From, To, Call-ID, CSeq number."""
+        extra = (("Reason", reason),) if reason else ()
+        return self._hop_request("CANCEL", self.request.get("to") or "", extra)
+
+
+class ResponseContext:
+    """§16.7 for one forked request."""
+
+    __slots__ = ("tables", "request", "dest", "invite", "server", "branches", "candidates",
+                 "final_sent", "cancelled", "_tag")
+
+    def __init__(self, tables: ProxyTables, request: Request, dest: Endpoint) -> None:
+        self.tables = tables
+        self.request = request  # as received, with received/rport stamped
+        self.dest = dest  # where responses go upstream
+        self.invite = request.method == "INVITE"
+        self.server: InviteServer | ServerTxn | None = None
+        self.branches: list[ForkBranch] = []
+        self.candidates: list[Candidate] = []
+        self.final_sent = False
+        self.cancelled = False
+        self._tag: str | None = None
+
+    def local_tag(self) -> str:
+        """The To tag of every response we generate in this context (§9.2: the 200 to a CANCEL
+        and the 487 carry the same one)."""
+        if self._tag is None:
+            self._tag = self.tables.ctx.ids.token()
+        return self._tag
+
+    # -- upstream --------------------------------------------------------------------------------
+    def send_upstream(self, response: Response, now: float) -> list[Action]:
+        """Send a response through the server transaction (2xx statelessly once it is done)."""
+        status = response.status
+        reply = Reply(data=response.serialize(), dest=self.dest)
+        server = self.server
+        if isinstance(server, InviteServer):
+            event = Ev.SEND_PROVISIONAL if status < 200 else (
+                Ev.SEND_SUCCESS if status < 300 else Ev.SEND_FAILURE)
+            if server.step(event, now) is Eff.SEND:
+                server.last = reply
+                self.tables.arm_server(server)
+                return [reply]
+            # after a non-2xx final, a 2xx still goes up (§16.7 step 5; RFC 6026 §8.5)
+            return [reply] if 200 <= status < 300 else []
+        if server is None or server.state in (TxnState.COMPLETED, TxnState.TERMINATED):
+            return []
+        return [self.tables.ctx.txns.server_send(server, reply, status, now)]
+
+    def upstream_cancel(self, now: float) -> list[Action]:
+        """A CANCEL for our server transaction arrived (§16.10)."""
+        if self.final_sent or not self.invite:
+            return []
+        self.cancelled = True
+        return self._cancel_pending(now, None) + self._complete(now)
+
+    # -- branch events ---------------------------------------------------------------------------
+    def on_response(self, branch: ForkBranch, response: Response, now: float) -> list[Action]:
+        status = response.status
+        actions: list[Action] = []
+        if status < 200:
+            branch.provisional = True
+            if branch.cancel_pending and branch.cancel_txn is None:
+                return self._send_cancel(branch, now, None)  # §9.1: now it can be cancelled
+            if status > 100 and self.invite and not branch.cancel_pending:
+                self._arm_branch(branch, now + self.tables.ctx.cfg.timer_c)  # §16.7 step 2
+            if status > 100 and not self.final_sent and not branch.cancel_pending:
+                actions.extend(self.send_upstream(response.pop_via(), now))
+            return actions
+        counted = branch.final is not None
+        if not counted:
+            branch.final = status
+        self._disarm_branch(branch)
+        if status < 300:
+            actions.extend(self.send_upstream(response.pop_via(), now))
+            if not self.final_sent:
+                self.final_sent = True
+                if self.invite:  # §16.7 step 10 / §16.10
+                    actions.extend(self._cancel_pending(now, _COMPLETED_ELSEWHERE))
+            return actions
+        if not counted:
+            self.candidates.append(Candidate(status=status, response=response,
+                                             order=len(self.candidates)))
+        if status >= 600 and self.invite and not self.final_sent:
+            actions.extend(self._cancel_pending(now, None))  # §16.7 step 5: 6xx stops the rest
+        actions.extend(self._complete(now))
+        return actions
+
+    def on_timeout(self, branch: ForkBranch, now: float) -> list[Action]:
+        """Timer B/F, or abandoned after our CANCEL: the branch counts as 408 (§16.7 step 6)."""
+        self._disarm_branch(branch)
+        self._count(branch, 408)
+        return self._complete(now)
+
+    def on_branch_timer(self, branch: ForkBranch, now: float) -> list[Action]:
+        """Timer C, or the 64*T1 wait for a final after our CANCEL."""
+        branch.timer = None
+        txn = branch.txn
+        if txn is None or txn.state not in _PENDING:
+            return []
+        if branch.cancel_txn is not None:  # the branch never answered our CANCEL: give up
+            txn.step(Ev.ABANDON)
+            self.tables.end_client(txn)
+            return [Drop(reason="branch-abandoned",
+                         detail=f"no final response from {txn.dest} after CANCEL")
+                    ] + self.on_timeout(branch, now)
+        branch.cancel_pending = True  # §16.8 Timer C
+        if txn.state is St.PROCEEDING:
+            return self._send_cancel(branch, now, None)
+        self._count(branch, 408)
+        return self._complete(now)
+
+    # -- internals -------------------------------------------------------------------------------
+    def _count(self, branch: ForkBranch, status: int) -> None:
+        if branch.final is None:
+            branch.final = status
+            self.candidates.append(Candidate(status=status, response=None,
+                                             order=len(self.candidates)))
+
+    def _arm_branch(self, branch: ForkBranch, at: float) -> None:
+        heap = self.tables.ctx.heap
+        heap.cancel(branch.timer)
+        branch.timer = heap.schedule(at, branch)
+
+    def _disarm_branch(self, branch: ForkBranch) -> None:
+        self.tables.ctx.heap.cancel(branch.timer)
+        branch.timer = None
+
+    def _cancel_pending(self, now: float, reason: str | None) -> list[Action]:
+        actions: list[Action] = []
+        for branch in self.branches:
+            txn = branch.txn
+            if txn is None or not txn.invite or txn.state not in _PENDING or (
+                    branch.cancel_pending):
+                continue
+            branch.cancel_pending = True
+            if txn.state is St.PROCEEDING:
+                actions.extend(self._send_cancel(branch, now, reason))
+            else:  # no provisional yet: CANCEL later (§9.1); it counts as terminated now
+                self._disarm_branch(branch)
+                self._count(branch, 487)
+        return actions
+
+    def _send_cancel(self, branch: ForkBranch, now: float, reason: str | None) -> list[Action]:
+        txn = branch.txn
+        assert txn is not None
+        cfg = self.tables.ctx.cfg
+        data = branch.cancel(reason)
+        cancel = ClientTransaction(branch=txn.branch, method="CANCEL", data=data, dest=txn.dest,
+                                   owner=branch, now=now, t1=cfg.t1, t2=cfg.t2, t4=cfg.t4)
+        branch.cancel_txn = cancel
+        self.tables.clients[(cancel.branch, "CANCEL")] = cancel
+        self.tables.arm_client(cancel)
+        self._arm_branch(branch, now + 64 * cfg.t1)  # §9.1: the INVITE must end by then
+        return [SendRequest(data=data, dest=txn.dest)]
+
+    def _complete(self, now: float) -> list[Action]:
+        """Send the best final once every branch has one (§16.7 step 6)."""
+        if self.final_sent or any(b.final is None for b in self.branches):
+            return []
+        self.final_sent = True
+        best = choose(self.candidates, cancelled=self.cancelled, invite=self.invite)
+        ctx = self.tables.ctx
+        if best is None:  # RFC 4320 §4.2: no 408 for a non-INVITE; let the client time out
+            server = self.server
+            if isinstance(server, ServerTxn):
+                ctx.heap.cancel(server.timer)
+                server.timer = ctx.heap.schedule(now, server)  # forget it (Timer J at once)
+            return [Drop(reason="fork-timeout",
+                         detail=f"no branch answered {self.request.method}; no 408 sent")]
+        if best.response is None:
+            response = make_response(self.request, best.status, to_tag=self.local_tag())
+        else:
+            response = best.response
+            if best.status in (401, 407):
+                response = merge_challenges(response, self.candidates)
+            response = response.pop_via()
+            if best.status == 503:  # §16.7 step 6
+                response = response.with_status(500, "Server Internal Error")
+        return self.send_upstream(response, now)
+
+
+def start_fork(tables: ProxyTables, request: Request, source: Endpoint, dest: Endpoint,
+               key: tuple[str, ...], targets: list[Target], now: float) -> list[Action]:
+    """Create the response context of ``request`` (already stamped) and its branches."""
+    ctx = tables.ctx
+    cfg = ctx.cfg
+    method = request.method
+    context = ResponseContext(tables, request, dest)
+    actions: list[Action] = []
+    if context.invite:
+        server = InviteServer(key=key, dest=dest, reliable=source.is_reliable, context=context,
+                              t1=cfg.t1, t2=cfg.t2, t4=cfg.t4)
+        context.server = server
+        tables.servers[key] = server
+        trying = make_response(request, 100, "Trying")  # §16.2: 100 at once for INVITE
+        actions.extend(context.send_upstream(trying, now))
+    else:
+        context.server = ctx.txns.start_server(key, source, 64 * cfg.t1)
+    max_forwards = request.max_forwards
+    base = request.replace_headers("max-forwards",
+                                   [str(70 if max_forwards is None else max_forwards - 1)])
+    record = cfg.record_route and method in _RECORD_ROUTE_METHODS and request.to.tag is None
+    out: list[Branch] = []
+    for target in targets:
+        branch_req = base.with_uri(target.uri)
+        if record:
+            ctid = target.contact.ctid if target.nat else None
+            for value in reversed(record_route_values(ctx, request, source, target.dest, ctid)):
+                branch_req = branch_req.insert_before("Record-Route", value,
+                                                      before="record-route")
+        if target.route:  # RFC 3327: the stored Path is the Route set
+            branch_req = branch_req.replace_headers("route", [", ".join(target.route)])
+        branch_id, via = ctx.our_via(target.dest)
+        branch_req = branch_req.push_via(via)
+        data = branch_req.serialize()
+        branch = ForkBranch(context, target, branch_req, via)
+        txn = ClientTransaction(branch=branch_id, method=method, data=data, dest=target.dest,
+                                owner=branch, now=now, t1=cfg.t1, t2=cfg.t2, t4=cfg.t4)
+        branch.txn = txn
+        tables.clients[(branch_id, method)] = txn
+        tables.arm_client(txn)
+        if context.invite:
+            branch.timer = ctx.heap.schedule(now + cfg.timer_c, branch)
+        context.branches.append(branch)
+        out.append(Branch(data=data, dest=target.dest))
+    ctx.stats.requests_forked += 1
+    ctx.stats.branches_created += len(out)
+    actions.append(Fork(branches=tuple(out)))
+    return actions

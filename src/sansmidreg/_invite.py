@@ -1,0 +1,263 @@
+# The proxy's own transactions, as transition tables (h2 style): the INVITE client transaction
+# (RFC 3261 §17.1.1, Figure 5, with the RFC 6026 "Accepted" state), the non-INVITE client
+# transaction used for forked MESSAGE/OPTIONS/... branches and for our CANCELs (§17.1.2,
+# Figure 6), and the INVITE server transaction (§17.2.1, Figure 7, with RFC 6026 "Accepted").
+# Non-INVITE *server* transactions reuse `_transactions.ServerTxn` (the core's layer).
+#
+# Invariants: TERMINATED is absorbing; every non-terminated transaction has exactly one live
+# deadline in the core's heap (`next_at`), except a client INVITE in PROCEEDING (no timer: Timer
+# C, owned by the branch, bounds it) and a server INVITE in PROCEEDING (the response context
+# bounds it). A (state, event) pair missing from a table changes nothing: for a client it is a
+# stray or retransmitted response (absorbed), for a server a retransmission (absorbed).
+#
+# Timers (all from Config): A = T1 doubling (INVITE, UDP only); B = F = 64*T1; D = 32 s on UDP,
+# 0 on TCP/TLS; E = T1 doubling to T2 (UDP only); K = T4 on UDP, 0 otherwise; M = L = 64*T1
+# (RFC 6026 §8.4, §8.7); G = T1 doubling to T2 (UDP only); H = 64*T1; I = T4 on UDP, 0 otherwise.
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING, Final
+
+from ._actions import Endpoint, Reply
+from ._timers import TimerHandle
+
+if TYPE_CHECKING:
+    from ._fork_context import ForkBranch, ResponseContext
+
+__all__ = ["ClientTransaction", "Eff", "Ev", "InviteServer", "St", "INVITE_CLIENT",
+           "INVITE_SERVER", "NON_INVITE_CLIENT"]
+
+
+class St(enum.Enum):
+    CALLING = "calling"
+    TRYING = "trying"
+    PROCEEDING = "proceeding"
+    COMPLETED = "completed"
+    ACCEPTED = "accepted"
+    CONFIRMED = "confirmed"
+    TERMINATED = "terminated"
+
+
+class Ev(enum.Enum):
+    # client side
+    PROVISIONAL = "1xx"
+    SUCCESS = "2xx"
+    FAILURE = "3xx-6xx"
+    TIMER_A = "A"
+    TIMER_B = "B"
+    TIMER_D = "D"
+    TIMER_E = "E"
+    TIMER_F = "F"
+    TIMER_K = "K"
+    TIMER_M = "M"
+    ABANDON = "abandon"  # no final 64*T1 after our CANCEL (§9.1): give up as if timed out
+    # server side
+    REQUEST = "request"  # the INVITE arrived again
+    ACK = "ack"
+    SEND_PROVISIONAL = "send-1xx"
+    SEND_SUCCESS = "send-2xx"
+    SEND_FAILURE = "send-3xx-6xx"
+    TIMER_G = "G"
+    TIMER_H = "H"
+    TIMER_I = "I"
+    TIMER_L = "L"
+
+
+class Eff(enum.Enum):
+    NONE = "none"
+    PASS = "pass"  # hand the response to the branch
+    PASS_ACK = "pass+ack"  # send the hop-by-hop ACK (§17.1.1.3), then hand it to the branch
+    ACK = "ack"  # a retransmitted non-2xx final: ACK it again, nothing else
+    ABSORB = "absorb"
+    RETRANSMIT = "retransmit"
+    TIMEOUT = "timeout"
+    SEND = "send"  # server: send this response
+    RESEND = "resend"  # server: send the last response again
+
+
+_C = St
+_E = Ev
+Table = dict[tuple[St, Ev], tuple[St, Eff]]
+
+# RFC 3261 Figure 5 + RFC 6026 Figure 3 (INVITE client transaction)
+INVITE_CLIENT: Final[Table] = {
+    (_C.CALLING, _E.TIMER_A): (_C.CALLING, Eff.RETRANSMIT),
+    (_C.CALLING, _E.TIMER_B): (_C.TERMINATED, Eff.TIMEOUT),
+    (_C.CALLING, _E.PROVISIONAL): (_C.PROCEEDING, Eff.PASS),
+    (_C.CALLING, _E.SUCCESS): (_C.ACCEPTED, Eff.PASS),
+    (_C.CALLING, _E.FAILURE): (_C.COMPLETED, Eff.PASS_ACK),
+    (_C.CALLING, _E.ABANDON): (_C.TERMINATED, Eff.TIMEOUT),
+    (_C.PROCEEDING, _E.PROVISIONAL): (_C.PROCEEDING, Eff.PASS),
+    (_C.PROCEEDING, _E.SUCCESS): (_C.ACCEPTED, Eff.PASS),
+    (_C.PROCEEDING, _E.FAILURE): (_C.COMPLETED, Eff.PASS_ACK),
+    (_C.PROCEEDING, _E.ABANDON): (_C.TERMINATED, Eff.TIMEOUT),
+    (_C.COMPLETED, _E.FAILURE): (_C.COMPLETED, Eff.ACK),
+    (_C.COMPLETED, _E.TIMER_D): (_C.TERMINATED, Eff.NONE),
+    (_C.ACCEPTED, _E.SUCCESS): (_C.ACCEPTED, Eff.PASS),  # 2xx retransmissions go upstream
+    (_C.ACCEPTED, _E.TIMER_M): (_C.TERMINATED, Eff.NONE),
+}
+# RFC 3261 Figure 6 (non-INVITE client transaction)
+NON_INVITE_CLIENT: Final[Table] = {
+    (_C.TRYING, _E.PROVISIONAL): (_C.PROCEEDING, Eff.PASS),
+    (_C.TRYING, _E.SUCCESS): (_C.COMPLETED, Eff.PASS),
+    (_C.TRYING, _E.FAILURE): (_C.COMPLETED, Eff.PASS),
+    (_C.TRYING, _E.TIMER_E): (_C.TRYING, Eff.RETRANSMIT),
+    (_C.TRYING, _E.TIMER_F): (_C.TERMINATED, Eff.TIMEOUT),
+    (_C.PROCEEDING, _E.PROVISIONAL): (_C.PROCEEDING, Eff.PASS),
+    (_C.PROCEEDING, _E.SUCCESS): (_C.COMPLETED, Eff.PASS),
+    (_C.PROCEEDING, _E.FAILURE): (_C.COMPLETED, Eff.PASS),
+    (_C.PROCEEDING, _E.TIMER_E): (_C.PROCEEDING, Eff.RETRANSMIT),
+    (_C.PROCEEDING, _E.TIMER_F): (_C.TERMINATED, Eff.TIMEOUT),
+    (_C.COMPLETED, _E.TIMER_K): (_C.TERMINATED, Eff.NONE),
+}
+# RFC 3261 Figure 7 + RFC 6026 Figure 5 (INVITE server transaction; PROCEEDING from the start
+# because the 100 Trying goes out at once, §17.2.1)
+INVITE_SERVER: Final[Table] = {
+    (_C.PROCEEDING, _E.REQUEST): (_C.PROCEEDING, Eff.RESEND),
+    (_C.PROCEEDING, _E.SEND_PROVISIONAL): (_C.PROCEEDING, Eff.SEND),
+    (_C.PROCEEDING, _E.SEND_SUCCESS): (_C.ACCEPTED, Eff.SEND),
+    (_C.PROCEEDING, _E.SEND_FAILURE): (_C.COMPLETED, Eff.SEND),
+    (_C.COMPLETED, _E.REQUEST): (_C.COMPLETED, Eff.RESEND),
+    (_C.COMPLETED, _E.ACK): (_C.CONFIRMED, Eff.ABSORB),
+    (_C.COMPLETED, _E.TIMER_G): (_C.COMPLETED, Eff.RESEND),
+    (_C.COMPLETED, _E.TIMER_H): (_C.TERMINATED, Eff.TIMEOUT),
+    (_C.CONFIRMED, _E.TIMER_I): (_C.TERMINATED, Eff.NONE),
+    (_C.ACCEPTED, _E.SEND_SUCCESS): (_C.ACCEPTED, Eff.SEND),  # later 2xx (§16.7 step 5)
+    (_C.ACCEPTED, _E.ACK): (_C.ACCEPTED, Eff.PASS),  # an ACK for a 2xx: end to end
+    (_C.ACCEPTED, _E.TIMER_L): (_C.TERMINATED, Eff.NONE),
+}
+
+_TIMER_D_UDP: Final = 32.0  # §17.1.1.2: "at least 32 seconds for unreliable transports"
+
+
+class ClientTransaction:
+    """One client transaction toward a device: a branch (INVITE or not) or a CANCEL.
+
+    ``next_at`` is the deadline of the pending timer (None: none pending)."""
+
+    __slots__ = ("branch", "method", "data", "dest", "owner", "state", "table", "interval",
+                 "start", "end_at", "next_at", "timer", "ack", "t1", "t2", "t4")
+
+    def __init__(self, *, branch: str, method: str, data: bytes, dest: Endpoint,
+                 owner: ForkBranch, now: float, t1: float, t2: float, t4: float) -> None:
+        self.branch = branch
+        self.method = method
+        self.data = data
+        self.dest = dest
+        self.owner = owner
+        invite = method == "INVITE"
+        self.state = St.CALLING if invite else St.TRYING
+        self.table = INVITE_CLIENT if invite else NON_INVITE_CLIENT
+        self.t1, self.t2, self.t4 = t1, t2, t4
+        self.interval = t1
+        self.start = now
+        self.end_at = now + 64 * t1  # Timer B / Timer F
+        self.next_at: float | None = self.end_at if dest.is_reliable else min(
+            now + t1, self.end_at)
+        self.timer: TimerHandle[object] | None = None
+        self.ack: bytes | None = None  # our ACK for a non-2xx final (resent on retransmissions)
+
+    @property
+    def invite(self) -> bool:
+        return self.table is INVITE_CLIENT
+
+    def step(self, event: Ev) -> Eff:
+        """Apply ``event``; a pair missing from the table is absorbed."""
+        state, effect = self.table.get((self.state, event), (self.state, Eff.ABSORB))
+        self.state = state
+        return effect
+
+    def response_event(self, status: int) -> Ev:
+        if status < 200:
+            return Ev.PROVISIONAL
+        return Ev.SUCCESS if status < 300 else Ev.FAILURE
+
+    def due_event(self, now: float) -> Ev | None:
+        """Which timer fires at ``now`` (the caller saw next_at <= now), None for a stale one."""
+        state = self.state
+        if state is St.COMPLETED:
+            return Ev.TIMER_D if self.invite else Ev.TIMER_K
+        if state is St.ACCEPTED:
+            return Ev.TIMER_M
+        if state in (St.CALLING, St.TRYING) or (state is St.PROCEEDING and not self.invite):
+            if now >= self.end_at:
+                return Ev.TIMER_B if self.invite else Ev.TIMER_F
+            if self.invite:
+                self.interval *= 2  # Timer A doubles without a cap (§17.1.1.2)
+            else:  # Timer E doubles up to T2; in PROCEEDING it stays at T2 (§17.1.2.2)
+                self.interval = self.t2 if state is St.PROCEEDING else min(
+                    self.interval * 2, self.t2)
+            self.next_at = min(now + self.interval, self.end_at)
+            return Ev.TIMER_A if self.invite else Ev.TIMER_E
+        return None
+
+    def after_response(self, before: St, now: float) -> None:
+        """Re-plan the pending timer after a response moved the state."""
+        state = self.state
+        if state is before:
+            return
+        reliable = self.dest.is_reliable
+        if state is St.PROCEEDING:
+            # INVITE: no client timer in Proceeding; non-INVITE: E continues, F still runs
+            self.next_at = None if self.invite else self.next_at
+        elif state is St.COMPLETED:
+            linger = (0.0 if reliable else _TIMER_D_UDP) if self.invite else (
+                0.0 if reliable else self.t4)
+            self.next_at = now + linger
+        elif state is St.ACCEPTED:
+            self.next_at = now + 64 * self.t1
+
+
+class InviteServer:
+    """The INVITE server transaction toward the main registrar (or a trusted source)."""
+
+    __slots__ = ("key", "dest", "reliable", "context", "state", "last", "interval", "h_at",
+                 "next_at", "timer", "t1", "t2", "t4")
+
+    def __init__(self, *, key: tuple[str, ...], dest: Endpoint, reliable: bool,
+                 context: ResponseContext, t1: float, t2: float, t4: float) -> None:
+        self.key = key
+        self.dest = dest  # where responses go (§18.2.2)
+        self.reliable = reliable
+        self.context = context
+        self.state = St.PROCEEDING
+        self.last: Reply | None = None  # the last response sent (resent on retransmissions)
+        self.t1, self.t2, self.t4 = t1, t2, t4
+        self.interval = t1
+        self.h_at = 0.0
+        self.next_at: float | None = None
+        self.timer: TimerHandle[object] | None = None
+
+    def step(self, event: Ev, now: float) -> Eff:
+        """Apply ``event`` at ``now``; entering a state plans its timer."""
+        state, effect = INVITE_SERVER.get((self.state, event), (self.state, Eff.ABSORB))
+        before = self.state
+        self.state = state
+        if state is not before:
+            self._plan(state, now)
+        return effect
+
+    def _plan(self, state: St, now: float) -> None:
+        if state is St.COMPLETED:
+            self.h_at = now + 64 * self.t1
+            self.next_at = self.h_at if self.reliable else min(now + self.t1, self.h_at)
+        elif state is St.CONFIRMED:
+            self.next_at = now + (0.0 if self.reliable else self.t4)
+        elif state is St.ACCEPTED:
+            self.next_at = now + 64 * self.t1
+        elif state is St.TERMINATED:
+            self.next_at = None
+
+    def due_event(self, now: float) -> Ev | None:
+        state = self.state
+        if state is St.COMPLETED:
+            if now >= self.h_at:
+                return Ev.TIMER_H
+            self.interval = min(self.interval * 2, self.t2)  # Timer G (§17.2.1)
+            self.next_at = min(now + self.interval, self.h_at)
+            return Ev.TIMER_G
+        if state is St.CONFIRMED:
+            return Ev.TIMER_I
+        if state is St.ACCEPTED:
+            return Ev.TIMER_L
+        return None

@@ -1,0 +1,176 @@
+# Target resolution for requests toward registered devices (OPENSIPS-BEHAVIOUR.md §1.1 i,
+# §1.3 i; RFC 3261 §16.5) and the NAT policy that decides where a branch is sent (DESIGN.md §4).
+#
+# - Contact id (mirror, contact throttling): the Request-URI carries `;ctid=N` (the parameter
+#   name is Config.contact_id_param) or, with contact_id_in_user, N as its user part; it resolves
+#   in O(1) through LocationTable.by_ctid to exactly one live contact.
+# - Aggregate contact (AOR throttling): the user part is the escaped AOR; every live contact of
+#   that AOR is a target, ordered by q (highest first; no q counts as 1.0) and, for equal q, by
+#   the most recent registration first, keeping only contacts whose `methods` allow the request.
+# - Failures: unknown id / AOR, or an expired contact -> 404; an AOR we know with no live contact
+#   -> 480; contacts exist but none accepts the method -> 405 with Allow (OpenSIPS rc -2).
+# - Trust: only the main registrar's host and Config.trusted may make us send requests toward a
+#   device; anyone else gets 403 or nothing (Config.untrusted), so we are never an open relay.
+#
+# NAT (Config.nat): `never` sends to the Contact address; `always` to where the REGISTER came
+# from; `detect` to the REGISTER's source (and its connection) when the device registered over
+# TCP/TLS, asked for RFC 5626 outbound (`ob` URI parameter or `reg-id`), or wrote a Contact host in
+# a private (RFC 1918, IPv6 ULA) or shared (RFC 6598) range while the REGISTER came from another
+# address; otherwise to the Contact (the oracle phones register from one port and listen on
+# another: same host, so the Contact wins). A stored Path (RFC 3327 §5) becomes the Route set and
+# the first hop is the destination.
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Final
+
+from ._actions import Endpoint, Transport
+from ._aor import aor_from_aggregate
+from ._bindings import Contact
+from ._config import Mode
+from ._context import Context
+from .sip import NameAddr, Request, SipParseError, Uri
+
+__all__ = ["Refusal", "Target", "behind_nat", "contact_id", "is_trusted", "lookup", "target_of",
+           "uri_dest"]
+
+_SHARED: Final = tuple(ipaddress.ip_network(n) for n in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",  # RFC 1918
+    "100.64.0.0/10",  # RFC 6598 shared address space (carrier-grade NAT)
+    "fc00::/7",  # RFC 4193 unique local IPv6
+))
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One branch destination: the Request-URI to write, where to send it, the Route set."""
+
+    contact: Contact
+    uri: str
+    dest: Endpoint
+    route: tuple[str, ...]
+    nat: bool  # the destination is the REGISTER's source, not the Contact address
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why no target: the status to answer, its reason phrase and extra headers."""
+
+    status: int
+    reason: str
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def is_trusted(ctx: Context, host: str) -> bool:
+    """Is ``host`` the main registrar or one of Config.trusted?"""
+    host = host.lower().strip("[]")
+    cfg = ctx.cfg
+    return host == cfg.upstream.host.lower() or host in {t.lower().strip("[]") for t in cfg.trusted}
+
+
+def is_shared_range(host: str) -> bool:
+    """True for an IP literal in a private or shared address range."""
+    try:
+        addr = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False  # a host name: we cannot tell
+    return any(addr in net for net in _SHARED if net.version == addr.version)
+
+
+def uri_dest(uri: Uri) -> Endpoint | None:
+    """Where a SIP URI says to send (host, port, transport parameter; §19.1.2, no DNS)."""
+    if not uri.is_sip or not uri.host:
+        return None
+    transport: Transport = "tls" if uri.scheme == "sips" else "udp"
+    param = (uri.param("transport") or "").lower()
+    if param in ("tcp", "tls") and transport != "tls":
+        transport = "tcp" if param == "tcp" else "tls"
+    port = uri.port or (5061 if transport == "tls" else 5060)
+    return Endpoint(transport=transport, host=uri.host, port=port)
+
+
+def behind_nat(ctx: Context, contact: Contact, uri: Uri) -> bool:
+    """The NAT policy: must requests to ``contact`` go to the source of its REGISTER?"""
+    policy = ctx.cfg.nat
+    if policy != "detect":
+        return policy == "always"
+    if contact.source.is_reliable or contact.reg_id is not None:
+        return True  # reuse the registration's connection / RFC 5626 flow
+    if uri.is_sip and uri.param("ob") is not None:
+        return True
+    return (uri.is_sip and is_shared_range(uri.host)
+            and uri.host.lower() != contact.source.host.lower())
+
+
+def target_of(ctx: Context, contact: Contact) -> Target | None:
+    """The branch destination of ``contact`` (None when its URI cannot be routed)."""
+    try:
+        uri = Uri.parse(contact.uri)
+    except SipParseError:
+        return None
+    direct = uri_dest(uri)
+    if direct is None:
+        return None
+    if contact.path:  # RFC 3327 §5: the Path becomes the Route set, first hop is next
+        try:
+            first = uri_dest(NameAddr.parse(contact.path[0]).uri)
+        except SipParseError:
+            first = None
+        if first is None:
+            return None
+        dest = contact.source if contact.source.is_reliable else first
+        return Target(contact=contact, uri=contact.uri, dest=dest, route=contact.path,
+                      nat=False)
+    if behind_nat(ctx, contact, uri):
+        return Target(contact=contact, uri=contact.uri, dest=contact.source, route=(), nat=True)
+    return Target(contact=contact, uri=contact.uri, dest=direct, route=(), nat=False)
+
+
+def contact_id(ctx: Context, uri: Uri) -> int | None:
+    """The contact id a Request-URI carries, if any (§1.1 i)."""
+    cfg = ctx.cfg
+    text = uri.param(cfg.contact_id_param)
+    if text is None and cfg.contact_id_in_user:
+        text = uri.user
+    if text and text.isdigit() and text.isascii() and len(text) <= 20:
+        return int(text)
+    return None
+
+
+def _q(contact: Contact) -> float:
+    try:
+        return float(contact.q) if contact.q is not None else 1.0
+    except ValueError:
+        return 1.0
+
+
+def lookup(ctx: Context, req: Request, now: float) -> list[Target] | Refusal:
+    """The targets of an initial request toward our devices, or why there are none."""
+    uri = req.uri
+    if not uri.is_sip:
+        return Refusal(416, "Unsupported URI Scheme")
+    ctid = contact_id(ctx, uri)
+    if ctid is not None:
+        contact = ctx.table.by_ctid.get(ctid)
+        if contact is None or contact.expires_at <= now:
+            return Refusal(404, "Not Found")
+        target = target_of(ctx, contact)
+        return [target] if target is not None else Refusal(480, "Temporarily Unavailable")
+    if ctx.cfg.mode is not Mode.AOR_THROTTLING or not uri.user:
+        return Refusal(404, "Not Found")
+    aor = ctx.table.aors.get(aor_from_aggregate(uri.user, ctx.cfg.at_escape))
+    if aor is None:
+        return Refusal(404, "Not Found")
+    live = aor.live(now)
+    if not live:
+        return Refusal(480, "Temporarily Unavailable")
+    method = req.method
+    allowed = [c for c in live if c.methods is None or method in c.methods]
+    if not allowed:
+        methods = sorted(set().union(*(c.methods or () for c in live)))
+        return Refusal(405, "Method Not Allowed", (("Allow", ", ".join(methods)),))
+    # q descending, then the most recent registration first (stable for full ties)
+    allowed.sort(key=lambda c: (-_q(c), -c.registered_at))
+    targets = [t for t in (target_of(ctx, c) for c in allowed) if t is not None]
+    return targets or Refusal(480, "Temporarily Unavailable")
