@@ -98,7 +98,8 @@ class MidRegistrar:
         """A snapshot of the counters and gauges."""
         ctx = self._ctx
         return ctx.stats.snapshot(aors=len(ctx.table.aors), contacts=ctx.table.contact_count,
-                                  transactions=len(ctx.txns.clients) + len(ctx.txns.servers))
+                                  transactions=len(ctx.txns.clients) + len(ctx.txns.servers)
+                                  + self._proxy.transactions)
 
     # -- internals -----------------------------------------------------------------------------
     def _advance(self, now: float) -> None:
