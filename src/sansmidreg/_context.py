@@ -51,8 +51,8 @@ class Context:
         self.ids = ids
         self.table = LocationTable()
         self.heap: DeadlineHeap[object] = DeadlineHeap()
-        self.txns = TransactionLayer(self.heap)
         self.stats = Counters()
+        self.txns = TransactionLayer(self.heap, self.stats)
         self.adv = cfg.advertised_endpoint
         host = f"[{self.adv.host}]" if ":" in self.adv.host else self.adv.host
         self.adv_host_port = f"{host}:{self.adv.port}"

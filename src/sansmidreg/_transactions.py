@@ -18,6 +18,7 @@ import enum
 from typing import Final, Protocol
 
 from ._actions import Action, Endpoint, Reply, SendUpstream, SendRequest
+from ._stats import Counters
 from ._timers import DeadlineHeap, TimerHandle
 from .sip import Response
 
@@ -162,12 +163,13 @@ class ServerTxn:
 class TransactionLayer:
     """The live client and server transactions and their deadlines."""
 
-    __slots__ = ("clients", "servers", "heap")
+    __slots__ = ("clients", "servers", "heap", "counters")
 
-    def __init__(self, heap: DeadlineHeap[object]) -> None:
+    def __init__(self, heap: DeadlineHeap[object], counters: Counters | None = None) -> None:
         self.clients: dict[str, ClientTxn] = {}
         self.servers: dict[tuple[str, ...], ServerTxn] = {}
         self.heap = heap
+        self.counters = counters if counters is not None else Counters()
 
     # -- client side ---------------------------------------------------------------------------
     def start_client(self, txn: ClientTxn) -> Action:
@@ -199,6 +201,7 @@ class TransactionLayer:
             return []
         txn.timer = self.heap.schedule(txn.next_at, txn)
         if effect is Effect.RETRANSMIT:
+            self.counters.retransmissions_sent += 1
             return [txn.send()]
         return []
 
