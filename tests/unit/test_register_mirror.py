@@ -1,0 +1,243 @@
+# Mirror mode (OPENSIPS-BEHAVIOUR.md §1.1, mode 0), event by event, on the wire: every REGISTER
+# with contacts is relayed; each contact is rewritten to `<sip:user@us;ctid=N>` with the lifetime
+# the UA asked; the 2xx gives the UA its own contacts and lifetimes; nothing is absorbed and we
+# never send a de-REGISTER of our own (both sides expire alone).
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+from sansmidreg import Config, Mode
+
+if (_tests := str(Path(__file__).resolve().parents[1])) not in sys.path:
+    sys.path.insert(0, _tests)  # tests/ holds the shared simulation harness, tests/sim
+
+from sim import Answer, Behaviour, Network, SimUA
+from sim.wire import contact_expires, contacts
+
+BASE = Config(mode=Mode.MIRROR, outgoing_expires=600, min_expires=5)
+US = "127.0.0.1:5060"
+
+
+def make(**overrides: Any) -> Network:
+    return Network(dataclasses.replace(BASE, **overrides))
+
+
+def register(net: Network, ua: SimUA, expires: int | None = 60, **kwargs: Any) -> Answer:
+    before = len(ua.answers)
+    net.send(ua, ua.register(expires, **kwargs))
+    net.settle(0.1)
+    assert len(ua.answers) > before, "no final response"
+    return ua.last_answer
+
+
+def ctid_of(net: Network, index: int = -1) -> int:
+    (uri, _), = contacts(net.registrar.relayed[index].request)
+    return int(uri.rsplit("ctid=", 1)[1])
+
+
+# -- first REGISTER ----------------------------------------------------------------------------
+def test_mirror_first_register_is_relayed_with_a_contact_id_per_contact() -> None:
+    net = make()
+    ua = net.ua("alice", 5201)
+    register(net, ua, 60)
+    req = net.registrar.relayed[0].request
+    (uri, expires), = contacts(req)
+    assert uri == f"sip:alice@{US};ctid={ctid_of(net)}" and expires == "60"
+    assert req.get("expires") == "60"  # mode 0 leaves the Expires header alone (§3.7)
+    assert req.max_forwards == 69 and [v.sent_by for v in req.vias] == [US, "127.0.0.1:5201"]
+
+
+def test_mirror_first_register_2xx_gives_ua_its_contact_and_lifetime() -> None:
+    net = make()
+    ua = net.ua("alice", 5201)
+    reply = register(net, ua, 60).response
+    assert reply.status == 200 and contacts(reply) == [(ua.contact_uri, "60")]
+    assert not reply.has("expires") and reply.get("server") == "sim-main-registrar"
+
+
+def test_mirror_contact_params_are_not_relayed_upstream() -> None:
+    net = make()
+    ua = net.ua("alice", 5201, instance="<urn:uuid:00000000-0000-0000-0000-000000000001>",
+                reg_id=1)
+    reply = register(net, ua, 60, q="0.5").response
+    (uri, _), = contacts(net.registrar.relayed[0].request)
+    assert "instance" not in uri and "reg-id" not in uri and "q=" not in uri
+    (item,) = reply.contacts.items
+    assert item.q == 0.5 and item.instance == "<urn:uuid:00000000-0000-0000-0000-000000000001>"
+    assert item.reg_id == 1  # RFC 5626 §6: echoed to the device
+
+
+def test_mirror_two_contacts_in_one_register_get_two_contact_ids() -> None:
+    net = make()
+    ua = net.ua("alice", 5201)
+    reply = register(net, ua, 60, contacts=[f"<{ua.contact_uri}>",
+                                            "<sip:alice@127.0.0.1:5209>;expires=30"]).response
+    upstream = contacts(net.registrar.relayed[0].request)
+    assert [e for _, e in upstream] == ["60", "30"]
+    assert len({u for u, _ in upstream}) == 2
+    assert sorted(contacts(reply)) == sorted([(ua.contact_uri, "60"),
+                                              ("sip:alice@127.0.0.1:5209", "30")])
+
+
+def test_mirror_raw_lifetime_goes_upstream_while_the_local_one_is_clamped() -> None:
+    # §3.7: mode 0 relays e_raw; locally e_in = clamp(e_raw) = max_expires
+    net = make(max_expires=300)
+    ua = net.ua("alice", 5201)
+    reply = register(net, ua, 900).response
+    (_, upstream), = contacts(net.registrar.relayed[0].request)
+    assert upstream == "900"
+    assert contacts(reply) == [(ua.contact_uri, "300")]
+
+
+# -- refresh ---------------------------------------------------------------------------------------
+def test_mirror_refresh_is_relayed_with_the_same_contact_id() -> None:
+    net = make()
+    ua = net.ua("alice", 5201)
+    register(net, ua, 60)
+    net.advance(30.0)
+    reply = register(net, ua, 60).response
+    assert len(net.registrar.relayed) == 2 and ctid_of(net, 0) == ctid_of(net, 1)
+    assert contacts(reply) == [(ua.contact_uri, "60")]
+    assert net.core.stats().registers_absorbed == 0
+
+
+def test_mirror_refresh_with_expires_param() -> None:
+    net = make()
+    ua = net.ua("alice", 5201)
+    register(net, ua, 60, style="param")
+    net.advance(30.0)
+    reply = register(net, ua, 90, style="param").response
+    assert contacts(net.registrar.relayed[1].request)[0][1] == "90"
+    assert contacts(reply) == [(ua.contact_uri, "90")]
+
+
+def test_mirror_contact_param_expires_wins_over_header() -> None:
+    net = make()
+    ua = net.ua("alice", 5201)
+    reply = register(net, ua, 40, style="both", extra_headers=()).response
+    assert contacts(reply) == [(ua.contact_uri, "40")]
+
+
+# -- un-REGISTER -------------------------------------------------------------------------------------
+def test_mirror_unregister_expires_param_zero_is_relayed_and_removes_the_contact() -> None:
+    net = make()
+    ua = net.ua("alice", 5201)
+    register(net, ua, 60)
+    net.advance(10.0)
+    reply = register(net, ua, 0, style="param").response
+    assert contacts(net.registrar.relayed[1].request) == [
+        (f"sip:alice@{US};ctid={ctid_of(net, 0)}", "0")]
+    assert contacts(reply) == [] and net.core.stats().contacts == 0
+
+
+def test_mirror_unregister_expires_header_zero_is_relayed() -> None:
+    net = make()
+    ua = net.ua("alice", 5201)
+    register(net, ua, 60)
+    net.advance(10.0)
+    reply = register(net, ua, 0, style="header").response
+    req = net.registrar.relayed[1].request
+    assert req.get("expires") == "0" and contacts(req)[0][1] == "0"
+    assert contacts(reply) == [] and net.registrar.live(net.now) == []
+
+
+def test_mirror_star_is_relayed_unchanged_and_clears_local_bindings() -> None:
+    # the oracle shows OpenSIPS keeping a stale binding after `*` in mirror mode: we do not
+    net = make()
+    a = net.ua("alice", 5201)
+    b = net.ua("alice", 5202)
+    register(net, a, 60)
+    register(net, b, 60)
+    net.advance(10.0)
+    reply = register(net, a, 0, star=True).response
+    assert net.registrar.relayed[-1].request.get("contact") == "*"
+    assert contacts(reply) == []
+    query = register(net, a, None, query=True).response
+    assert contacts(query) == []
+
+
+# -- query ---------------------------------------------------------------------------------------------
+def test_mirror_query_is_answered_locally_with_the_bindings() -> None:
+    net = make()
+    ua = net.ua("alice", 5201)
+    register(net, ua, 60)
+    net.advance(25.0)
+    reply = register(net, ua, None, query=True).response
+    assert contacts(reply) == [(ua.contact_uri, "35")]
+    assert len(net.registrar.seen) == 1
+
+
+def test_mirror_query_of_unknown_aor_lists_nothing() -> None:
+    net = make()
+    reply = register(net, net.ua("nobody", 5201), None, query=True).response
+    assert reply.status == 200 and not reply.has("contact")
+
+
+# -- expiry --------------------------------------------------------------------------------------------
+def test_mirror_local_expiry_sends_nothing_upstream() -> None:
+    net = make()
+    ua = net.ua("alice", 5201)
+    register(net, ua, 60)
+    net.advance(60.0)
+    assert net.core.stats().contacts == 0
+    assert net.registrar.deregisters == [] and len(net.upstream()) == 1
+
+
+# -- 2xx, errors, challenges ---------------------------------------------------------------------------
+def test_mirror_shortened_upstream_lifetime_shortens_the_local_one() -> None:
+    net = make()
+    net.registrar.expect(Behaviour.SHORTEN)
+    net.registrar.shorten_to = 20
+    ua = net.ua("alice", 5201)
+    reply = register(net, ua, 60).response
+    assert contacts(reply) == [(ua.contact_uri, "20")]
+    net.advance(20.0)
+    assert net.core.stats().contacts == 0
+
+
+def test_mirror_main_registrar_contacts_and_expires_never_leak() -> None:
+    net = make()
+    net.registrar.add_foreign("alice@example.test", "sip:alice@198.51.100.7:5060", 900, 0.0)
+    ua = net.ua("alice", 5201)
+    reply = register(net, ua, 60).response
+    assert contacts(reply) == [(ua.contact_uri, "60")] and not reply.has("expires")
+
+
+def test_mirror_error_is_relayed_without_local_change() -> None:
+    net = make()
+    ua = net.ua("alice", 5201)
+    register(net, ua, 60)
+    net.advance(10.0)
+    net.registrar.expect(Behaviour.REJECT)
+    reply = register(net, ua, 120).response
+    assert reply.status == 500 and reply.get("server") == "sim-main-registrar"
+    query = register(net, ua, None, query=True).response
+    assert contact_expires(query, ua.contact_uri) == 50
+
+
+def test_mirror_timeout_gives_408_without_local_change() -> None:
+    net = make()
+    ua = net.ua("alice", 5201)
+    register(net, ua, 60)
+    net.advance(10.0)
+    net.registrar.expect(Behaviour.DROP)
+    net.send(ua, ua.register(120))
+    net.advance(10.0 + 32.0)
+    assert ua.last_answer.response.status == 408
+    query = register(net, ua, None, query=True).response
+    assert contact_expires(query, ua.contact_uri) == 18
+
+
+def test_mirror_challenge_then_authenticated_retry_is_relayed() -> None:
+    net = make()
+    ua = net.ua("alice", 5201)
+    net.registrar.expect(Behaviour.CHALLENGE)
+    reply = register(net, ua, 60).response
+    assert [a.response.status for a in ua.answers] == [401, 200]
+    assert contacts(reply) == [(ua.contact_uri, "60")]
+    (binding,) = net.registrar.live(net.now)  # the challenged attempt bound nothing
+    assert binding.uri.endswith(f";ctid={ctid_of(net, 1)}")
+    assert ua.answers[0].response.get("www-authenticate") is not None
