@@ -1,0 +1,340 @@
+# Small synchronous helpers shared by the three adapters (sockets, anyio, trio): the options every
+# adapter takes, the flow table (connections by flow id and by peer), the log lines a VoIP engineer
+# reads (drops, failed de-REGISTERs, one line per REGISTER at debug, stats), and the recorder that
+# writes every message in and out as a conformance trace (`sansmidreg serve --record FILE`).
+#
+# Nothing here does I/O except writing log lines and the trace file; nothing here is async, so the
+# adapters stay independent of each other (STYLE.md point 7).
+from __future__ import annotations
+
+import dataclasses
+import enum
+import logging
+import ssl
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Generic, TextIO, TypeVar
+
+from sansmidreg import (
+    Action,
+    Config,
+    Drop,
+    Endpoint,
+    MidRegistrar,
+    Reply,
+    SendUpstream,
+    Stats,
+    Transport,
+)
+
+from sansmidreg.conformance._trace import TraceWriter
+
+__all__ = [
+    "LOG",
+    "Driver",
+    "Flows",
+    "ListenError",
+    "Reporter",
+    "ServerOptions",
+    "TraceRecorder",
+    "config_pairs",
+    "format_stats",
+    "listen_endpoints",
+]
+
+LOG = logging.getLogger("sansmidreg")
+
+C = TypeVar("C")
+
+
+class ListenError(OSError):
+    """A listening socket could not be opened (address in use, no permission, bad address)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerOptions:
+    """What every adapter needs besides the core. Limits keep memory bounded (issue 5 §5)."""
+
+    listen: tuple[Endpoint, ...] = ()
+    """Addresses to listen on (udp/tcp/tls); empty: the core's ``config.local``. Port 0 binds a
+    free port (tests): the bound addresses are reported by the adapter."""
+    tls_server: ssl.SSLContext | None = None
+    """Server context for ``tls:`` listeners (anyio and trio only)."""
+    tls_client: ssl.SSLContext | None = None
+    """Client context for connections we open to ``tls:`` destinations; None: never open any."""
+    max_connections: int = 1024
+    """TCP/TLS connections open at once (inbound + outbound); more are refused/closed."""
+    idle_timeout: float = 300.0
+    """A connection that delivers no complete message (or CRLF ping) for this long is closed."""
+    connect_timeout: float = 10.0
+    send_queue: int = 256
+    """Messages queued per connection before further sends to it are dropped."""
+    socket_buffer: int = 8 * 1024 * 1024
+    """SO_RCVBUF / SO_SNDBUF asked for on UDP sockets (the kernel may cap it)."""
+    stats_interval: float = 0.0
+    """Log the statistics every so many seconds (0: never; SIGUSR1 still works in the CLI)."""
+    drain_timeout: float = 2.0
+    """On stop: how long queued TCP/TLS output may take to flush before sockets close."""
+    recorder: TraceRecorder | None = None
+
+
+def listen_endpoints(core: MidRegistrar, options: ServerOptions) -> tuple[Endpoint, ...]:
+    return options.listen or core.config.local
+
+
+def describe_bind_error(endpoint: Endpoint, exc: OSError) -> ListenError:
+    reason = exc.strerror or str(exc)
+    hint = " (is another SIP server running there?)" if exc.errno == 98 else ""
+    return ListenError(exc.errno or 0, f"cannot listen on {endpoint}: {reason}{hint}")
+
+
+class Flows(Generic[C]):
+    """Open stream connections: by flow id (``Endpoint.flow``) and by (transport, host, port)."""
+
+    __slots__ = ("_by_flow", "_by_peer", "_next", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self._by_flow: dict[int, tuple[C, tuple[str, str, int]]] = {}
+        self._by_peer: dict[tuple[str, str, int], int] = {}
+        self._next = 0
+        self.limit = limit
+
+    def __len__(self) -> int:
+        return len(self._by_flow)
+
+    def __iter__(self) -> Iterator[C]:
+        return iter([conn for conn, _ in self._by_flow.values()])
+
+    def full(self) -> bool:
+        return len(self._by_flow) >= self.limit
+
+    def add(self, conn: C, transport: Transport, host: str, port: int) -> int:
+        """Register a connection; return its new flow id (callers check ``full()`` first)."""
+        self._next += 1
+        peer = (transport, host, port)
+        self._by_flow[self._next] = (conn, peer)
+        self._by_peer[peer] = self._next
+        return self._next
+
+    def remove(self, flow: int) -> None:
+        entry = self._by_flow.pop(flow, None)
+        if entry is not None and self._by_peer.get(entry[1]) == flow:
+            del self._by_peer[entry[1]]
+
+    def find(self, dest: Endpoint) -> C | None:
+        """The connection ``dest`` names by flow, else any open one to its host:port."""
+        if dest.flow is not None:
+            entry = self._by_flow.get(dest.flow)
+            if entry is not None:
+                return entry[0]
+        flow = self._by_peer.get((dest.transport, dest.host, dest.port))
+        return None if flow is None else self._by_flow[flow][0]
+
+
+class Driver:
+    """Calls the core for an adapter: records the message (``--record``), logs what happened
+    (DEBUG: one line per REGISTER or de-REGISTER) and returns the actions to execute."""
+
+    __slots__ = ("core", "report", "recorder", "plain")
+
+    def __init__(self, core: MidRegistrar, options: ServerOptions) -> None:
+        self.core = core
+        self.report = Reporter(core)
+        self.recorder = options.recorder
+        self.plain = self.recorder is None and not self.report.debug
+        """Nothing to record or log: adapters may call ``core.receive`` directly."""
+
+    def receive(self, data: bytes, source: Endpoint, now: float) -> list[Action]:
+        if self.plain:
+            return self.core.receive(data, source, now)
+        if self.recorder is not None:
+            self.recorder.inbound(now, source, data)
+        if not self.report.debug:
+            return self.core.receive(data, source, now)
+        before = self.report.before()
+        actions = self.core.receive(data, source, now)
+        self.report.received(data, source, actions, before)
+        return actions
+
+    def timer(self, now: float) -> list[Action]:
+        if not self.report.debug:
+            return self.core.handle_timer(now)
+        before = self.report.before()
+        actions = self.core.handle_timer(now)
+        self.report.timer(actions, before)
+        return actions
+
+    def sent(self, now: float, dest: Endpoint, data: bytes) -> None:
+        """Record one message we send (call for every send when ``recorder`` is set)."""
+        if self.recorder is not None:
+            self.recorder.outbound(now, dest, data)
+
+
+def format_stats(stats: Stats) -> str:
+    """One log line with every counter a VoIP engineer looks at."""
+    drops = ",".join(f"{reason}:{n}" for reason, n in stats.drops) or "none"
+    rejected = ",".join(f"{code}:{n}" for code, n in stats.rejected_by_status) or "none"
+    return (
+        f"stats: REGISTER received={stats.registers_received} absorbed={stats.registers_absorbed}"
+        f" relayed={stats.registers_relayed} rejected={stats.registers_rejected} ({rejected})"
+        f" queries={stats.queries_answered} relayed_failed={stats.relayed_failed}"
+        f" relayed_timeouts={stats.relayed_timeouts}; de-REGISTER sent={stats.deregisters_sent}"
+        f" failed={stats.deregisters_failed}; forked={stats.requests_forked}"
+        f" branches={stats.branches_created}; retransmissions sent={stats.retransmissions_sent}"
+        f" absorbed={stats.retransmissions_absorbed}; aors={stats.aors}"
+        f" contacts={stats.contacts} transactions={stats.transactions}; drops={drops}"
+        f" internal_errors={stats.internal_errors}"
+    )
+
+
+_WARN_ALWAYS = frozenset({"deregister-failed", "deregister-timeout", "internal-error"})
+
+
+class Reporter:
+    """Turns what the core did into log lines.
+
+    Drops are warnings, limited to ``burst`` lines per reason and minute (remote garbage must not
+    flood the log; the stats line counts every drop); failed de-REGISTERs and internal errors are
+    always logged. At DEBUG, :meth:`received` writes one line per REGISTER saying whether it was
+    relayed, absorbed, rejected or answered as a query (from the stats deltas).
+    """
+
+    __slots__ = ("debug", "_core", "_logger", "_burst", "_window", "_seen")
+
+    def __init__(self, core: MidRegistrar, logger: logging.Logger = LOG, burst: int = 10) -> None:
+        self._core = core
+        self._logger = logger
+        self.debug = logger.isEnabledFor(logging.DEBUG)
+        self._burst = burst
+        self._window = 0.0
+        self._seen: dict[str, int] = {}
+
+    def limited(self, key: str, message: str, *args: object) -> None:
+        """A warning, at most ``burst`` per key and minute."""
+        now = time.monotonic()
+        if now - self._window >= 60.0:
+            for old, count in self._seen.items():
+                if count > self._burst:
+                    self._logger.warning("%d more %s suppressed", count - self._burst, old)
+            self._window, self._seen = now, {}
+        count = self._seen[key] = self._seen.get(key, 0) + 1
+        if count <= self._burst:
+            self._logger.warning(message, *args)
+
+    def drop(self, action: Drop) -> None:
+        where = f" from {action.source}" if action.source is not None else ""
+        if action.reason in _WARN_ALWAYS:
+            level = logging.ERROR if action.reason == "internal-error" else logging.WARNING
+            self._logger.log(level, "%s%s: %s", action.reason, where, action.detail)
+        else:
+            self.limited(action.reason, "dropped (%s)%s: %s", action.reason, where, action.detail)
+
+    def before(self) -> Stats:
+        return self._core.stats()
+
+    def received(self, data: bytes, source: Endpoint, actions: list[Action], before: Stats) -> None:
+        """DEBUG: one line for a REGISTER (call only when ``debug``; ``before`` from before())."""
+        if not data.startswith(b"REGISTER "):
+            return
+        after = self._core.stats()
+        what = _header(data, b"to", b"t") or "?"
+        call = f"Call-ID {_header(data, b'call-id', b'i')}, CSeq {_header(data, b'cseq')}"
+        if after.registers_relayed > before.registers_relayed:
+            dest = next((str(a.dest) for a in actions if isinstance(a, SendUpstream)), "upstream")
+            outcome = f"relayed to {dest}"
+        elif after.registers_absorbed > before.registers_absorbed:
+            outcome = "absorbed (answered locally)"
+        elif after.registers_rejected > before.registers_rejected:
+            status = next((a.data[8:11].decode() for a in actions if isinstance(a, Reply)), "?")
+            outcome = f"rejected with {status}"
+        elif after.queries_answered > before.queries_answered:
+            outcome = "query answered"
+        elif after.retransmissions_absorbed > before.retransmissions_absorbed:
+            outcome = "retransmission absorbed"
+        else:
+            outcome = "handled"
+        self._logger.debug("REGISTER %s from %s (%s): %s", what, source, call, outcome)
+
+    def timer(self, actions: list[Action], before: Stats) -> None:
+        """DEBUG: our own de-REGISTERs sent by a timer."""
+        after = self._core.stats()
+        for action in actions:
+            if isinstance(action, SendUpstream) and after.deregisters_sent > before.deregisters_sent:
+                if action.data.startswith(b"REGISTER "):
+                    self._logger.debug("de-REGISTER %s sent to %s (a device stopped refreshing)",
+                                       _header(action.data, b"to", b"t") or "?", action.dest)
+
+    def stats(self) -> None:
+        self._logger.info("%s", format_stats(self._core.stats()))
+
+
+def _header(data: bytes, *names: bytes) -> str | None:
+    """The first value of a header (any of its names) from raw message bytes, for log lines."""
+    head = data.split(b"\r\n\r\n", 1)[0]
+    for line in head.split(b"\r\n")[1:]:
+        name, colon, value = line.partition(b":")
+        if colon and name.strip().lower() in names:
+            return value.strip().decode("utf-8", "replace")
+    return None
+
+
+def _text(value: object) -> str:
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(_text(v) for v in value)
+    return str(value)
+
+
+def config_pairs(config: Config) -> list[tuple[str, str]]:
+    """The ``# config:`` pairs of a trace: ``mode`` and every field that differs from the
+    default (addresses go in the trace's own header lines)."""
+    default = Config()
+    pairs = [("mode", _text(config.mode))]
+    for f in dataclasses.fields(Config):
+        if f.name in ("mode", "local", "upstream", "extra"):
+            continue
+        value = getattr(config, f.name)
+        if value != getattr(default, f.name):
+            pairs.append((f.name, _text(value)))
+    return pairs
+
+
+class TraceRecorder:
+    """Writes every message in and out as a conformance trace (issue 6 format).
+
+    Our side of each block is the listening address of the message's transport, so the replay
+    engine recognises our messages as expectations; peers appear with their transport prefix.
+    """
+
+    __slots__ = ("_writer", "_ours", "_stream")
+
+    def __init__(self, stream: TextIO, config: Config, listen: Sequence[Endpoint],
+                 title: str = "recorded by sansmidreg serve --record") -> None:
+        self._stream = stream
+        ours = [Endpoint(transport=e.transport, host=e.host, port=e.port) for e in listen]
+        self._ours = {e.transport: e for e in reversed(ours)}
+        self._writer = TraceWriter(stream, title, [str(e) for e in ours], str(config.upstream),
+                                   config_pairs(config))
+
+    def _us(self, transport: Transport) -> str:
+        return str(self._ours.get(transport) or next(iter(self._ours.values())))
+
+    def inbound(self, now: float, source: Endpoint, data: bytes) -> None:
+        self._write(now, str(source), self._us(source.transport), data)
+
+    def outbound(self, now: float, dest: Endpoint, data: bytes) -> None:
+        self._write(now, self._us(dest.transport), str(dest), data)
+
+    def _write(self, now: float, src: str, dst: str, data: bytes) -> None:
+        try:
+            self._writer.write(now, src, dst, data)
+        except ValueError as exc:  # TraceFormatError: bytes the text form cannot carry
+            LOG.warning("record: message %s -> %s not recorded: %s", src, dst, exc)
+
+    def close(self) -> None:
+        self._stream.close()
+
