@@ -29,7 +29,7 @@ from ._lookup import Target
 from ._route import record_route_values
 from ._timers import TimerHandle
 from ._transactions import ServerTxn, TxnState
-from .sip import Request, Response, make_request, make_response
+from .sip import Request, Response, make_response
 
 __all__ = ["ForkBranch", "ProxyTables", "ResponseContext", "start_fork"]
 
@@ -74,47 +74,52 @@ class ProxyTables:
 class ForkBranch:
     """One target of a response context, and the heap key of its Timer C / CANCEL timeout."""
 
-    __slots__ = ("context", "target", "request", "via", "txn", "final", "provisional",
-                 "cancel_pending", "cancel_txn", "timer")
+    __slots__ = ("context", "target", "uri", "via", "route", "txn", "final", "provisional",
+                 "cancel_pending", "cancel_txn", "timer", "c_at")
 
-    def __init__(self, context: ResponseContext, target: Target, request: Request,
-                 via: str) -> None:
+    def __init__(self, context: ResponseContext, target: Target, uri: str, via: str,
+                 route: tuple[str, ...]) -> None:
         self.context = context
         self.target = target
-        self.request = request  # what we sent (the CANCEL and ACK copy from it)
+        self.uri = uri  # what we sent: Request-URI, our Via, Route set (CANCEL and ACK copy them)
         self.via = via
+        self.route = route
         self.txn: ClientTransaction | None = None
         self.final: int | None = None  # the status this branch counts with in the context
         self.provisional = False
         self.cancel_pending = False
         self.cancel_txn: ClientTransaction | None = None
         self.timer: TimerHandle[object] | None = None
+        self.c_at = 0.0  # Timer C's deadline; the heap entry may be earlier (lazy re-arm)
 
-    def _hop_request(self, method: str, to: str, extra: tuple[tuple[str, str], ...]) -> bytes:
-        req = self.request
-        headers = [("Via", self.via), ("Max-Forwards", "70"), ("From", req.get("from") or ""),
-                   ("To", to), ("Call-ID", req.get("call-id") or ""),
-                   ("CSeq", f"{req.cseq.seq} {method}")]
-        headers += [("Route", r) for r in req.get_all("route")]
-        headers += list(extra)
-        return make_request(method, req.uri_text, headers).serialize()
+    def _hop_request(self, method: str, to: str, reason: str | None) -> bytes:
+        """ACK / CANCEL of this branch: the INVITE's URI, Via, From, Call-ID, CSeq number and
+        Route set (§9.1, §17.1.1.3), written directly (they are copies of checked values)."""
+        ctx = self.context
+        lines = [f"{method} {self.uri} SIP/2.0", f"Via: {self.via}", "Max-Forwards: 70",
+                 f"From: {ctx.from_value}", f"To: {to}", f"Call-ID: {ctx.call_id}",
+                 f"CSeq: {ctx.seq} {method}"]
+        lines += [f"Route: {r}" for r in self.route]
+        if reason:
+            lines.append(f"Reason: {reason}")
+        lines.append("Content-Length: 0\r\n\r\n")
+        return "\r\n".join(lines).encode("utf-8", "surrogateescape")
 
     def ack(self, response: Response) -> bytes:
         """The ACK for a non-2xx final: the INVITE's URI, Via, Route; the response's To
         (§17.1.1.3)."""
-        return self._hop_request("ACK", response.get("to") or "", ())
+        return self._hop_request("ACK", response.get("to") or "", None)
 
     def cancel(self, reason: str | None) -> bytes:
         """A CANCEL of this branch (§9.1): same URI, Via branch, From, To, Call-ID, CSeq number."""
-        extra = (("Reason", reason),) if reason else ()
-        return self._hop_request("CANCEL", self.request.get("to") or "", extra)
+        return self._hop_request("CANCEL", self.context.to_value, reason)
 
 
 class ResponseContext:
     """§16.7 for one forked request."""
 
     __slots__ = ("tables", "request", "dest", "invite", "server", "branches", "candidates",
-                 "final_sent", "cancelled", "_tag")
+                 "final_sent", "cancelled", "_tag", "from_value", "to_value", "call_id", "seq")
 
     def __init__(self, tables: ProxyTables, request: Request, dest: Endpoint) -> None:
         self.tables = tables
@@ -127,6 +132,10 @@ class ResponseContext:
         self.final_sent = False
         self.cancelled = False
         self._tag: str | None = None
+        self.from_value = request.get("from") or ""  # validated by the lookup path
+        self.to_value = request.get("to") or ""
+        self.call_id = request.call_id
+        self.seq = request.cseq.seq
 
     def local_tag(self) -> str:
         """The To tag of every response we generate in this context (§9.2: the 200 to a CANCEL
@@ -170,7 +179,7 @@ class ResponseContext:
             if branch.cancel_pending and branch.cancel_txn is None:
                 return self._send_cancel(branch, now, None)  # §9.1: now it can be cancelled
             if status > 100 and self.invite and not branch.cancel_pending:
-                self._arm_branch(branch, now + self.tables.ctx.cfg.timer_c)  # §16.7 step 2
+                branch.c_at = now + self.tables.ctx.cfg.timer_c  # §16.7 step 2 (lazy re-arm)
             if status > 100 and not self.final_sent and not branch.cancel_pending:
                 actions.extend(self.send_upstream(response.pop_via(), now))
             return actions
@@ -204,6 +213,9 @@ class ResponseContext:
         branch.timer = None
         txn = branch.txn
         if txn is None or txn.state not in _PENDING:
+            return []
+        if branch.cancel_txn is None and now < branch.c_at:  # Timer C was reset meanwhile
+            branch.timer = self.tables.ctx.heap.schedule(branch.c_at, branch)
             return []
         if branch.cancel_txn is not None:  # the branch never answered our CANCEL: give up
             txn.step(Ev.ABANDON)
@@ -307,28 +319,32 @@ def start_fork(tables: ProxyTables, request: Request, source: Endpoint, dest: En
     max_forwards = request.max_forwards
     base = request.replace_headers("max-forwards",
                                    [str(70 if max_forwards is None else max_forwards - 1)])
+    # every branch is the same bytes after the start line: our Record-Route, Route and Via go
+    # first (each then tops its own kind of header, §16.6 steps 4, 6, 8)
+    rest = base.serialize()
+    rest = rest[rest.index(b"\r\n") + 2:]
     record = cfg.record_route and method in _RECORD_ROUTE_METHODS and request.to.tag is None
     out: list[Branch] = []
     for target in targets:
-        branch_req = base.with_uri(target.uri)
+        lines = [f"{method} {target.uri} SIP/2.0"]
         if record:
             ctid = target.contact.ctid if target.nat else None
-            for value in reversed(record_route_values(ctx, request, source, target.dest, ctid)):
-                branch_req = branch_req.insert_before("Record-Route", value,
-                                                      before="record-route")
+            lines += [f"Record-Route: {v}" for v in record_route_values(
+                ctx, request, source, target.dest, ctid)]
         if target.route:  # RFC 3327: the stored Path is the Route set
-            branch_req = branch_req.replace_headers("route", [", ".join(target.route)])
+            lines.append(f"Route: {', '.join(target.route)}")
         branch_id, via = ctx.our_via(target.dest)
-        branch_req = branch_req.push_via(via)
-        data = branch_req.serialize()
-        branch = ForkBranch(context, target, branch_req, via)
+        lines.append(f"Via: {via}\r\n")
+        data = "\r\n".join(lines).encode("utf-8", "surrogateescape") + rest
+        branch = ForkBranch(context, target, target.uri, via, target.route)
         txn = ClientTransaction(branch=branch_id, method=method, data=data, dest=target.dest,
                                 owner=branch, now=now, t1=cfg.t1, t2=cfg.t2, t4=cfg.t4)
         branch.txn = txn
         tables.clients[(branch_id, method)] = txn
         tables.arm_client(txn)
         if context.invite:
-            branch.timer = ctx.heap.schedule(now + cfg.timer_c, branch)
+            branch.c_at = now + cfg.timer_c
+            branch.timer = ctx.heap.schedule(branch.c_at, branch)
         context.branches.append(branch)
         out.append(Branch(data=data, dest=target.dest))
     ctx.stats.requests_forked += 1

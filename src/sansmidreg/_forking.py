@@ -109,7 +109,7 @@ class Proxy:
         clients = self.tables.clients
         for via in req.vias:
             txn = clients.get((via.branch or "", req.method))
-            if txn is not None and txn.owner.request.uri_text == req.uri_text:
+            if txn is not None and txn.owner.uri == req.uri_text:
                 return True
         return False
 
@@ -151,7 +151,8 @@ class Proxy:
     def handle_response(self, resp: Response, source: Endpoint, now: float) -> list[Action]:
         """A response no core transaction claimed: one of our branches, or a stateless relay."""
         try:
-            key = (resp.top_via.branch or "", resp.cseq.method)
+            cseq = resp.get("cseq") or ""  # the method is all we need: no CSeq parse here
+            key = (resp.top_via.branch or "", cseq[cseq.rfind(" ") + 1:])
         except SipParseError as exc:
             self.ctx.stats.drops["bad-response"] += 1
             return [Drop(reason="bad-response", detail=exc.reason, source=source)]

@@ -29,6 +29,8 @@ __all__ = ["ClientTransaction", "Eff", "Ev", "InviteServer", "St", "INVITE_CLIEN
 
 
 class St(enum.Enum):
+    __hash__ = object.__hash__  # C-level identity hash: table lookups are hot
+
     CALLING = "calling"
     TRYING = "trying"
     PROCEEDING = "proceeding"
@@ -39,6 +41,8 @@ class St(enum.Enum):
 
 
 class Ev(enum.Enum):
+    __hash__ = object.__hash__  # C-level identity hash: table lookups are hot
+
     # client side
     PROVISIONAL = "1xx"
     SUCCESS = "2xx"
@@ -64,6 +68,8 @@ class Ev(enum.Enum):
 
 
 class Eff(enum.Enum):
+    __hash__ = object.__hash__  # C-level identity hash: table lookups are hot
+
     NONE = "none"
     PASS = "pass"  # hand the response to the branch
     PASS_ACK = "pass+ack"  # send the hop-by-hop ACK (§17.1.1.3), then hand it to the branch

@@ -21,6 +21,7 @@
 # the first hop is the destination.
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 from typing import Final
@@ -69,6 +70,7 @@ def is_trusted(ctx: Context, host: str) -> bool:
     return host == cfg.upstream.host.lower() or host in {t.lower().strip("[]") for t in cfg.trusted}
 
 
+@functools.lru_cache(maxsize=4096)
 def is_shared_range(host: str) -> bool:
     """True for an IP literal in a private or shared address range."""
     try:
@@ -92,39 +94,51 @@ def uri_dest(uri: Uri) -> Endpoint | None:
 
 def behind_nat(ctx: Context, contact: Contact, uri: Uri) -> bool:
     """The NAT policy: must requests to ``contact`` go to the source of its REGISTER?"""
-    policy = ctx.cfg.nat
+    return _behind_nat(ctx.cfg.nat, contact.source, contact.reg_id, uri)
+
+
+def _behind_nat(policy: str, source: Endpoint, reg_id: int | None, uri: Uri) -> bool:
     if policy != "detect":
         return policy == "always"
-    if contact.source.is_reliable or contact.reg_id is not None:
+    if source.is_reliable or reg_id is not None:
         return True  # reuse the registration's connection / RFC 5626 flow
     if uri.is_sip and uri.param("ob") is not None:
         return True
-    return (uri.is_sip and is_shared_range(uri.host)
-            and uri.host.lower() != contact.source.host.lower())
+    return uri.is_sip and is_shared_range(uri.host) and uri.host.lower() != source.host.lower()
 
 
 def target_of(ctx: Context, contact: Contact) -> Target | None:
     """The branch destination of ``contact`` (None when its URI cannot be routed)."""
+    plan = _plan(contact.uri, contact.source, contact.path, contact.reg_id, ctx.cfg.nat)
+    if plan is None:
+        return None
+    dest, nat = plan
+    return Target(contact=contact, uri=contact.uri, dest=dest, route=contact.path, nat=nat)
+
+
+@functools.lru_cache(maxsize=16384)
+def _plan(uri_text: str, source: Endpoint, path: tuple[str, ...], reg_id: int | None,
+          policy: str) -> tuple[Endpoint, bool] | None:
+    """(destination, behind NAT) of a binding: a pure function of what the binding stores,
+    memoised because every request toward a device needs it (URI and IP parsing are slow)."""
     try:
-        uri = Uri.parse(contact.uri)
+        uri = Uri.parse(uri_text)
     except SipParseError:
         return None
     direct = uri_dest(uri)
     if direct is None:
         return None
-    if contact.path:  # RFC 3327 §5: the Path becomes the Route set, first hop is next
+    if path:  # RFC 3327 §5: the Path becomes the Route set, its first hop is the next hop
         try:
-            first = uri_dest(NameAddr.parse(contact.path[0]).uri)
+            first = uri_dest(NameAddr.parse(path[0]).uri)
         except SipParseError:
-            first = None
+            return None
         if first is None:
             return None
-        dest = contact.source if contact.source.is_reliable else first
-        return Target(contact=contact, uri=contact.uri, dest=dest, route=contact.path,
-                      nat=False)
-    if behind_nat(ctx, contact, uri):
-        return Target(contact=contact, uri=contact.uri, dest=contact.source, route=(), nat=True)
-    return Target(contact=contact, uri=contact.uri, dest=direct, route=(), nat=False)
+        return (source if source.is_reliable else first), False
+    if _behind_nat(policy, source, reg_id, uri):
+        return source, True
+    return direct, False
 
 
 def contact_id(ctx: Context, uri: Uri) -> int | None:
