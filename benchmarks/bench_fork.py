@@ -1,0 +1,221 @@
+# Benchmark of the forking proxy (issue 4): forks per second for a 3-contact AOR in AOR
+# throttling mode. One fork is the whole call set-up seen by the mid-registrar: INVITE in, 100
+# Trying up and 3 branches out; 100 from two devices, 180 + 200 from the third (both relayed);
+# CANCEL to the other two, their 200 and 487, our 2 ACKs; then every timer (D, K, L, M) fired so
+# that all transactions are terminated (checked). Eighteen messages, nine of them parsed.
+# In the same run, h11's request parse rate and the ratio (floor: 0.25), measured in alternating
+# rounds (median of the per-round ratios): the reference is the one of benchmarks/_common.py (h11
+# parsing the HTTP/1.1 equivalent of a typical REGISTER), repeated here so this script stands
+# alone. Run: python benchmarks/bench_fork.py  (about 10 s; prints `key: value` lines)
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import h11
+
+from sansmidreg import (
+    Config,
+    Endpoint,
+    Fork,
+    MidRegistrar,
+    Mode,
+    SeededIds,
+    SendRequest,
+    SendUpstream,
+)
+from sansmidreg.sip import Request, make_response, parse_message
+
+HTTP_REQUEST = (
+    b"POST /example.test HTTP/1.1\r\n"
+    b"Host: example.test\r\n"
+    b"Via: SIP/2.0/UDP 127.0.0.1:5201;branch=z9hG4bK-31595-1-0\r\n"
+    b"Max-Forwards: 70\r\n"
+    b"From: <sip:alice@example.test>;tag=31595SIPpTag001\r\n"
+    b"To: <sip:alice@example.test>\r\n"
+    b"Call-ID: 1-31595@127.0.0.1\r\n"
+    b"CSeq: 1 REGISTER\r\n"
+    b"Contact: <sip:alice@127.0.0.1:5201>\r\n"
+    b"Expires: 60\r\n"
+    b"User-Agent: sipp-ua-5201\r\n"
+    b"Content-Length: 0\r\n"
+    b"\r\n"
+)
+
+UPSTREAM = Endpoint(host="127.0.0.1", port=5080)
+US = Endpoint(host="127.0.0.1", port=5060)
+LIFETIME = 10**9  # the devices stay registered whatever the benchmark's clock does
+FLOOR = 0.25
+ROUNDS = 9
+
+INVITE = (
+    "INVITE sip:bob@127.0.0.1:5060 SIP/2.0\r\n"
+    "Record-Route: <sip:127.0.0.1:5080;lr;ftag=1692SIPpTag001>\r\n"
+    "Via: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKcc5f.{n}.0\r\n"
+    "Via: SIP/2.0/UDP 127.0.0.1:5290;branch=z9hG4bK-1692-{n}-0\r\n"
+    "Max-Forwards: 69\r\n"
+    "From: <sip:caller@example.test>;tag=1692SIPpTag001\r\n"
+    "To: <sip:bob@example.test>\r\n"
+    "Call-ID: {n}-1692@127.0.0.1\r\n"
+    "CSeq: 1 INVITE\r\n"
+    "Contact: <sip:caller@127.0.0.1:5290>\r\n"
+    "Content-Type: application/sdp\r\n"
+    "Content-Length:   129\r\n\r\n"
+    "v=0\r\no=user1 53655765 2353687637 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n"
+    "t=0 0\r\nm=audio 6008 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+)
+# a device's response: the three Vias of the branch it got, its To tag (as SIPp writes them)
+RESPONSE = (
+    "SIP/2.0 {status}\r\n"
+    "Via: SIP/2.0/UDP 127.0.0.1:5060;branch={branch}, "
+    "SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKcc5f.{n}.0, "
+    "SIP/2.0/UDP 127.0.0.1:5290;branch=z9hG4bK-1692-{n}-0\r\n"
+    "{rr}"
+    "From: <sip:caller@example.test>;tag=1692SIPpTag001\r\n"
+    "To: <sip:bob@example.test>{tag}\r\n"
+    "Call-ID: {n}-1692@127.0.0.1\r\n"
+    "CSeq: 1 {method}\r\n"
+    "{contact}"
+    "Content-Length: 0\r\n\r\n"
+)
+RR = ("Record-Route: <sip:127.0.0.1:5060;lr>, "
+      "<sip:127.0.0.1:5080;lr;ftag=1692SIPpTag001>\r\n")
+CANCEL_OK = (
+    "SIP/2.0 200 OK\r\n"
+    "Via: SIP/2.0/UDP 127.0.0.1:5060;branch={branch}\r\n"
+    "From: <sip:caller@example.test>;tag=1692SIPpTag001\r\n"
+    "To: <sip:bob@example.test>;tag=x\r\n"
+    "Call-ID: {n}-1692@127.0.0.1\r\n"
+    "CSeq: 1 CANCEL\r\n"
+    "Content-Length: 0\r\n\r\n"
+)
+
+
+def make_core() -> MidRegistrar:
+    core = MidRegistrar(Config(mode=Mode.AOR_THROTTLING, upstream=UPSTREAM, local=(US,),
+                               outgoing_expires=LIFETIME, max_expires=0,
+                               default_expires=LIFETIME), ids=SeededIds(1))
+    for i in range(3):
+        src = Endpoint(host="127.0.0.1", port=5251 + i)
+        register = (f"REGISTER sip:example.test SIP/2.0\r\n"
+                    f"Via: SIP/2.0/UDP 127.0.0.1:{src.port};branch=z9hG4bKreg{i}\r\n"
+                    f"Max-Forwards: 70\r\nFrom: <sip:bob@example.test>;tag=r{i}\r\n"
+                    f"To: <sip:bob@example.test>\r\nCall-ID: reg{i}\r\nCSeq: 1 REGISTER\r\n"
+                    f"Contact: <sip:bob@127.0.0.1:{5201 + i}>\r\nExpires: {LIFETIME}\r\n"
+                    f"Content-Length: 0\r\n\r\n").encode()
+        (up,) = [a for a in core.receive(register, src, 0.0) if isinstance(a, SendUpstream)]
+        relayed = parse_message(up.data)
+        assert isinstance(relayed, Request)
+        ok = make_response(relayed, 200, "OK", to_tag=f"k{i}",
+                           headers=[("Contact", relayed.values("contact")[0])])
+        core.receive(ok.serialize(), UPSTREAM, 0.0)
+    core.handle_timer(100.0)  # the REGISTER transactions end
+    assert core.stats().contacts == 3 and core.stats().transactions == 0
+    return core
+
+
+class Call:
+    """One call set-up through the core, at its own time slot."""
+
+    def __init__(self, core: MidRegistrar) -> None:
+        self.core = core
+        self.n = 0
+        self.now = 200.0
+
+    def __call__(self) -> None:
+        core = self.core
+        self.n += 1
+        n = self.n
+        now = self.now = self.now + 60.0
+        actions = core.receive(INVITE.format(n=n).encode(), UPSTREAM, now)
+        fork = actions[1]
+        assert isinstance(fork, Fork) and len(fork.branches) == 3
+        (a, b, c) = fork.branches
+        ba, bb, bc = (_branch(x.data) for x in (a, b, c))
+        for branch, dest in ((bb, b.dest), (bc, c.dest)):
+            core.receive(_response(n, branch, "100 Trying", ""), dest, now)
+        core.receive(_response(n, ba, "180 Ringing", ";tag=a", rr=True), a.dest, now)
+        answered = core.receive(_response(n, ba, "200 OK", ";tag=a", rr=True), a.dest, now)
+        cancels = [x for x in answered if isinstance(x, SendRequest)]
+        assert len(cancels) == 2
+        for branch, dest in ((bb, b.dest), (bc, c.dest)):
+            core.receive(CANCEL_OK.format(n=n, branch=branch).encode(), dest, now)
+            core.receive(_response(n, branch, "487 Request Terminated", ";tag=z"), dest, now)
+        core.handle_timer(now + 40.0)  # D, K, L, M: every transaction of this call ends
+
+
+def _branch(data: bytes) -> str:
+    start = data.index(b"branch=", data.index(b"\r\nVia:")) + 7
+    return data[start:data.index(b"\r\n", start)].decode()
+
+
+def _response(n: int, branch: str, status: str, tag: str, rr: bool = False) -> bytes:
+    return RESPONSE.format(status=status, branch=branch, n=n, tag=tag, rr=RR if rr else "",
+                           method="INVITE",
+                           contact="Contact: <sip:bob@127.0.0.1:5201>\r\n" if rr else ""
+                           ).encode()
+
+
+def rate(fn: Callable[[], object], *, run_time: float) -> float:
+    """Calls of ``fn`` per second over about ``run_time`` seconds (batch size calibrated)."""
+    n = 1
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        elapsed = time.perf_counter() - t0
+        if elapsed >= run_time / 4:
+            break
+        n *= 4
+    n = max(1, int(n * run_time / elapsed))
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return n / (time.perf_counter() - t0)
+
+
+def h11_parse() -> object:
+    """The reference: a new h11 server connection parsing one request."""
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(HTTP_REQUEST)
+    event = conn.next_event()
+    assert isinstance(event, h11.Request)
+    return event
+
+
+def emit(key: str, value: float | int | str) -> None:
+    if isinstance(value, float):
+        value = f"{value:.0f}" if value >= 100 else f"{value:.3f}"
+    print(f"{key}: {value}", flush=True)
+
+
+def main() -> None:
+    core = make_core()
+    call = Call(core)
+    call()
+    assert core.stats().transactions == 0, core.stats()
+    # the machine is shared: measure the fork and the reference in alternating rounds and take
+    # the median of the per-round ratios, so a load change hits both sides of a ratio alike
+    forks: list[float] = []
+    refs: list[float] = []
+    ratios: list[float] = []
+    for _ in range(ROUNDS):
+        forks.append(rate(call, run_time=0.4))
+        refs.append(rate(h11_parse, run_time=0.4))
+        ratios.append(forks[-1] / refs[-1])
+    stats = core.stats()
+    assert stats.transactions == 0 and stats.internal_errors == 0
+    assert (core.next_deadline() or 0.0) >= LIFETIME  # only the contacts' expiry is left
+    ratio = statistics.median(ratios)
+    emit("forks_per_s", statistics.median(forks))
+    emit("messages_per_fork", 18)
+    emit("messages_parsed_per_fork", 9)
+    emit("h11_request_parse_per_s", statistics.median(refs))
+    emit("fork_ratio_vs_h11", ratio)
+    emit("fork_ratio_floor", FLOOR)
+    emit("fork_ratio_ok", "yes" if ratio >= FLOOR else "no")
+
+
+if __name__ == "__main__":
+    main()
