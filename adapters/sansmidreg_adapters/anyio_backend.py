@@ -68,6 +68,10 @@ class AnyioServer:
         if self._stopping is not None:
             self._stopping.set()
 
+    def log_stats(self) -> None:
+        """Log the statistics now (call from the event loop, e.g. on SIGUSR1)."""
+        self._report.stats()
+
     async def run(self, *, task_status: anyio.abc.TaskStatus[tuple[Endpoint, ...]]
                   = anyio.TASK_STATUS_IGNORED) -> None:
         self._stopping = anyio.Event()

@@ -111,8 +111,8 @@ class SocketServer:
         self._stopping = True
         self._wake()
 
-    def request_stats(self) -> None:
-        """Log the statistics from the loop's thread (e.g. on SIGUSR1)."""
+    def log_stats(self) -> None:
+        """Log the statistics from the loop's thread soon (safe in a signal handler)."""
         self._want_stats = True
         self._wake()
 

@@ -59,6 +59,10 @@ class TrioServer:
         """Finish gracefully: stop reading, flush queued output (bounded), close sockets."""
         self._stopping.set()
 
+    def log_stats(self) -> None:
+        """Log the statistics now (call from the event loop, e.g. on SIGUSR1)."""
+        self._report.stats()
+
     async def run(self, *, task_status: trio.TaskStatus[tuple[Endpoint, ...]]
                   = trio.TASK_STATUS_IGNORED) -> None:
         socks: list[trio.socket.SocketType] = []

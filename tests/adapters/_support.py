@@ -16,6 +16,7 @@ import anyio.from_thread
 import trio
 
 from sansmidreg import Config, Endpoint, MidRegistrar, Mode, SeededIds
+from sansmidreg.sip import StreamFramer
 from sansmidreg_adapters._common import ServerOptions
 from sansmidreg_adapters.anyio_backend import AnyioServer
 from sansmidreg_adapters.sockets import SocketServer
@@ -82,6 +83,20 @@ def make_core(upstream: Endpoint, *, mode: Mode = Mode.CONTACT_THROTTLING,
 
 LISTEN_UDP_TCP: Final = (Endpoint(host=LOOPBACK, port=0),
                          Endpoint(transport="tcp", host=LOOPBACK, port=0))
+
+
+class Messages:
+    """Whole SIP messages out of a byte stream, one at a time (several may share a chunk)."""
+
+    def __init__(self) -> None:
+        self._framer = StreamFramer()
+        self._ready: list[bytes] = []
+
+    def feed(self, data: bytes | bytearray) -> None:
+        self._ready += self._framer.feed(bytes(data))
+
+    def pop(self) -> bytes | None:
+        return self._ready.pop(0) if self._ready else None
 
 
 class Udp:

@@ -10,11 +10,19 @@ import anyio.abc
 import pytest
 
 from sansmidreg import Endpoint
-from sansmidreg.sip import StreamFramer
 from sansmidreg_adapters._common import ListenError, ServerOptions
 from sansmidreg_adapters.anyio_backend import AnyioServer
 
-from ._support import LISTEN_UDP_TCP, LOOPBACK, header, make_core, ok_for, register, status
+from ._support import (
+    LISTEN_UDP_TCP,
+    LOOPBACK,
+    Messages,
+    header,
+    make_core,
+    ok_for,
+    register,
+    status,
+)
 from .conftest import Tls
 
 pytestmark = pytest.mark.anyio
@@ -28,11 +36,10 @@ def port_of(sock: anyio.abc.UDPSocket) -> int:
     return sock.extra(anyio.abc.SocketAttribute.local_port)
 
 
-async def read_message(stream: anyio.abc.ByteReceiveStream, framer: StreamFramer) -> bytes:
-    while True:
-        messages = framer.feed(await stream.receive())
-        if messages:
-            return messages[0]
+async def read_message(stream: anyio.abc.ByteReceiveStream, messages: Messages) -> bytes:
+    while (message := messages.pop()) is None:
+        messages.feed(await stream.receive())
+    return message
 
 
 async def test_udp_relay_retransmit_absorb(caplog: pytest.LogCaptureFixture) -> None:
@@ -73,7 +80,7 @@ async def test_tcp_phone_gets_pong_and_reply_on_its_connection() -> None:
                     await stream.send(register("bob", 1, local, transport="TCP"))
                     request, (host, port) = await upstream.receive()
                     await upstream.sendto(ok_for(request), host, port)
-                    reply = await read_message(stream, StreamFramer())
+                    reply = await read_message(stream, Messages())
                     assert status(reply) == 200 and header(reply, "Call-ID") == "call-bob"
                 server.stop()
 
@@ -93,7 +100,7 @@ async def test_tls_phone(tls: Tls) -> None:
                     await stream.send(register("carol", 1, 5061, transport="TLS"))
                     request, (host, port) = await upstream.receive()
                     await upstream.sendto(ok_for(request), host, port)
-                    assert status(await read_message(stream, StreamFramer())) == 200
+                    assert status(await read_message(stream, Messages())) == 200
                 server.stop()
 
 
@@ -111,9 +118,9 @@ async def test_tcp_upstream_connection_is_reused() -> None:
                 async with stream:
                     accepted.append(stream)
                     got_one.set()
-                    framer = StreamFramer()
+                    messages = Messages()
                     for _ in range(2):
-                        await stream.send(ok_for(await read_message(stream, framer)))
+                        await stream.send(ok_for(await read_message(stream, messages)))
                     await anyio.sleep_forever()
 
             async with anyio.create_task_group() as registrar_tasks:

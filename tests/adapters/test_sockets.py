@@ -14,13 +14,13 @@ import pytest
 
 from sansmidreg import Endpoint, MidRegistrar
 from sansmidreg.conformance._trace import parse_trace
-from sansmidreg.sip import StreamFramer
 from sansmidreg_adapters._common import ListenError, ServerOptions, TraceRecorder
 from sansmidreg_adapters.sockets import SocketServer
 
 from ._support import (
     LISTEN_UDP_TCP,
     LOOPBACK,
+    Messages,
     TIMEOUT,
     Udp,
     header,
@@ -46,11 +46,10 @@ def phone() -> Iterator[Udp]:
     peer.close()
 
 
-def read_message(sock: socket.socket, framer: StreamFramer) -> bytes:
-    while True:
-        messages = framer.feed(sock.recv(65536))
-        if messages:
-            return messages[0]
+def read_message(sock: socket.socket, messages: Messages) -> bytes:
+    while (message := messages.pop()) is None:
+        messages.feed(sock.recv(65536))
+    return message
 
 
 def test_udp_relay_retransmit_absorb(upstream: Udp, phone: Udp,
@@ -82,7 +81,7 @@ def test_tcp_phone_gets_pong_and_reply_on_its_connection(upstream: Udp) -> None:
             sock.sendall(register("bob", 1, sock.getsockname()[1], transport="TCP"))
             request, addr = upstream.recv()
             upstream.send(ok_for(request), addr)
-            reply = read_message(sock, StreamFramer())
+            reply = read_message(sock, Messages())
             assert status(reply) == 200 and header(reply, "Call-ID") == "call-bob"
 
 
@@ -98,9 +97,9 @@ def test_tcp_upstream_connection_is_reused(phone: Udp) -> None:
             conn, _ = registrar.accept()
             with conn:
                 conn.settimeout(TIMEOUT)
-                framer = StreamFramer()
+                messages = Messages()
                 for _ in range(2):
-                    conn.sendall(ok_for(read_message(conn, framer)))
+                    conn.sendall(ok_for(read_message(conn, messages)))
                 replies = [phone.recv()[0] for _ in range(2)]
                 assert sorted(header(r, "Call-ID") or "" for r in replies) == [
                     "call-dave", "call-erin"]
@@ -142,7 +141,7 @@ def test_stats_are_logged_periodically_and_on_request(
     core: MidRegistrar = make_core(upstream.endpoint)
     options = ServerOptions(listen=LISTEN_UDP_TCP, stats_interval=0.2)
     server = SocketServer(core, options)
-    server.request_stats()
+    server.log_stats()
     thread = threading.Thread(target=server.serve_forever)
     thread.start()
     try:

@@ -12,11 +12,19 @@ import trio
 import trio.testing
 
 from sansmidreg import Endpoint, Mode
-from sansmidreg.sip import StreamFramer
 from sansmidreg_adapters._common import ListenError, ServerOptions
 from sansmidreg_adapters.trio_backend import TrioServer
 
-from ._support import LISTEN_UDP_TCP, LOOPBACK, header, make_core, ok_for, register, status
+from ._support import (
+    LISTEN_UDP_TCP,
+    LOOPBACK,
+    Messages,
+    header,
+    make_core,
+    ok_for,
+    register,
+    status,
+)
 from .conftest import Tls
 
 
@@ -31,11 +39,10 @@ def port_of(sock: trio.socket.SocketType) -> int:
     return port
 
 
-async def read_message(stream: trio.abc.Stream, framer: StreamFramer) -> bytes:
-    while True:
-        messages = framer.feed(bytes(await stream.receive_some(65536)))
-        if messages:
-            return messages[0]
+async def read_message(stream: trio.abc.Stream, messages: Messages) -> bytes:
+    while (message := messages.pop()) is None:
+        messages.feed(await stream.receive_some(65536))
+    return message
 
 
 @pytest.fixture
@@ -80,7 +87,7 @@ async def test_tcp_phone_gets_pong_and_reply_on_its_connection() -> None:
                 await stream.send_all(register("bob", 1, local, transport="TCP"))
                 request, addr = await upstream.recvfrom(65536)
                 await upstream.sendto(ok_for(request), addr)
-                reply = await read_message(stream, StreamFramer())
+                reply = await read_message(stream, Messages())
                 assert status(reply) == 200 and header(reply, "Call-ID") == "call-bob"
                 await stream.aclose()
                 server.stop()
@@ -101,7 +108,7 @@ async def test_tls_phone(tls: Tls) -> None:
                 await stream.send_all(register("carol", 1, 5061, transport="TLS"))
                 request, addr = await upstream.recvfrom(65536)
                 await upstream.sendto(ok_for(request), addr)
-                assert status(await read_message(stream, StreamFramer())) == 200
+                assert status(await read_message(stream, Messages())) == 200
                 await stream.aclose()
                 server.stop()
 
@@ -118,9 +125,9 @@ async def test_tcp_upstream_connection_is_reused() -> None:
                 for user in ("dave", "erin"):
                     await phone.sendto(register(user, 1, port_of(phone)), (LOOPBACK, udp.port))
                 conn = await registrar.accept()
-                framer = StreamFramer()
+                messages = Messages()
                 for _ in range(2):
-                    await conn.send_all(ok_for(await read_message(conn, framer)))
+                    await conn.send_all(ok_for(await read_message(conn, messages)))
                 replies = [(await phone.recvfrom(65536))[0] for _ in range(2)]
                 assert sorted(header(r, "Call-ID") or "" for r in replies) == [
                     "call-dave", "call-erin"]
