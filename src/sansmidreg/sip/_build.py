@@ -1,22 +1,33 @@
 # Building messages we originate: responses to a request (RFC 3261 §8.2.6.2: Via, From, To,
-# Call-ID and CSeq copied, a To tag added on non-100 responses) and new requests from header
-# values. The builders emit header lines in the usual order and compute Content-Length.
+# Call-ID and CSeq copied, a To tag added on non-100 responses that lack one) and new requests
+# from header values. The builders emit header lines in the usual order and compute
+# Content-Length. Header values are checked for line breaks (ValueError: local misuse).
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ._message import Header, Request, Response, reason_phrase
-from ._grammar import DISPLAY_NAMES, canonical_name
+from ._errors import SipParseError
+from ._grammar import canonical_name
+from ._message import Header, Request, Response, _label, reason_phrase
 
 __all__ = ["make_request", "make_response"]
 
-_COPIED = ("via", "from", "to", "call-id", "cseq")
+_COPIED = frozenset(("via", "from", "to", "call-id", "cseq"))
 
 
 def _line(name: str, value: str) -> Header:
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"header value contains a line break: {value[:40]!r}")
     key = canonical_name(name)
-    label = DISPLAY_NAMES.get(key, name) if name.islower() else name
-    return (key, value, f"{label}: {value}")
+    return (key, value, f"{_label(name, key)}: {value}")
+
+
+def _has_to_tag(request: Request) -> bool:
+    try:
+        return request.to.tag is not None
+    except SipParseError:  # unparseable To: look for the parameter in the raw text
+        value = request.get("to") or ""
+        return ";tag=" in value.replace(" ", "").replace("\t", "").lower()
 
 
 def make_response(request: Request, status: int, reason: str | None = None, *,
@@ -24,16 +35,15 @@ def make_response(request: Request, status: int, reason: str | None = None, *,
                   body: bytes = b"") -> Response:
     """A response to ``request``. The Via lines are copied as they are on the request (so a
     received/rport the caller added to the top Via is kept); a To tag is added when ``to_tag``
-    is given and the To header has none. ``headers`` come after CSeq, in order."""
-    out: list[Header] = []
-    for header in request.headers:
-        key = header[0]
-        if key in _COPIED:
-            if key == "to" and to_tag is not None and status != 100 and ";tag=" not in (
-                    header[1].replace(" ", "").lower()):
-                value = f"{header[1]};tag={to_tag}"
-                header = ("to", value, f"{header[2][:header[2].index(':')]}: {value}")
-            out.append(header)
+    is given, the status is not 100 and the To header has none. ``headers`` come after CSeq, in
+    order. Works on requests whose From/To/CSeq do not parse (the lines are copied as they are)."""
+    out = [h for h in request.headers if h[0] in _COPIED]
+    if to_tag is not None and status != 100 and not _has_to_tag(request):
+        for i, (key, value, raw) in enumerate(out):
+            if key == "to":
+                value = f"{value};tag={to_tag}"
+                out[i] = ("to", value, f"{raw[:raw.index(':')]}: {value}")
+                break
     for name, value in headers:
         out.append(_line(name, value))
     out.append(("content-length", str(len(body)), f"Content-Length: {len(body)}"))

@@ -196,7 +196,10 @@ def parse_params(text: str) -> Params:
 
 def format_params(params: Params) -> str:
     """``;name=value;flag`` for every parameter, in order."""
-    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params)
+    if len(params) == 1:
+        k, v = params[0]
+        return ";" + k if v is None else f";{k}={v}"
+    return "".join([";" + k if v is None else f";{k}={v}" for k, v in params])
 
 
 def get_param(params: Params, name: str) -> str | None:

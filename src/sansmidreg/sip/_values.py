@@ -1,21 +1,76 @@
 # Typed header values a registrar and proxy interpret (RFC 3261 §20, §25.1): name-addr/addr-spec
-# with header params (From, To, Contact, Route, Record-Route, Path), Via, CSeq, the Contact list
-# (`*` or addresses). Each is a frozen dataclass with `parse` and `__str__`; values keep their
-# parameters as written so that re-emission changes nothing it was not asked to change.
+# with header params (From, To, Contact, Route, Record-Route, Path; §20.10, §20.20, §20.39), Via
+# (§20.42, §18.2.1, RFC 3581 rport), CSeq (§20.16), the Contact list (`*` or addresses, §10.2.2)
+# and the RFC 5626 contact parameters (+sip.instance, reg-id).
+#
+# Strategy: NameAddr, Via and CSeq are immutable NamedTuples with `parse` and `__str__`. Each
+# `parse` first tries one regex for the shape nearly every message uses (`"Name" <sip:u@h:p;x>;t=1`,
+# `SIP/2.0/UDP h:p;branch=...`, `1 REGISTER`) and falls back to a general parser that accepts all
+# the grammar allows (LWS, quoted-pairs, escapes, IPv6, URI headers) and rejects what it does not
+# (RFC 4475 §3.1.2). Parameters keep their values as written so re-emission changes nothing else.
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Self
+import re
+from collections.abc import Iterator
+from typing import Final, NamedTuple, Self
 
 from ._errors import SipParseError
-from ._grammar import Params, format_params, get_param, parse_params, split_commas, unquote
-from ._uri import Uri, parse_host_port
+from ._grammar import (
+    TOKEN,
+    TOKEN_CHAR,
+    Params,
+    format_params,
+    get_param,
+    is_quoted,
+    parse_params,
+    split_list,
+    unquote,
+)
+from ._uri import F_HOST, F_PORT, SIP_URI_FAST, Uri, parse_host_port, simple_params
 
-__all__ = ["CSeq", "ContactList", "NameAddr", "Via"]
+__all__ = ["CSeq", "ContactList", "NameAddr", "Via", "parse_cseq_number"]
+
+_new = tuple.__new__
+
+# -- fast-path regexes (a subset of the grammar: plain tokens, no LWS, no quoted-pairs) ----------
+# Possessive quantifiers throughout (nothing here needs backtracking). The header parameters are
+# captured as (all, first name, first value, rest) so that the usual single parameter (`;tag=x`,
+# `;branch=z9hG4bK...`) needs no splitting.
+_F_TOKEN: Final = f"[{TOKEN_CHAR}]++"
+_F_QUOTED: Final = r'"[^"\\\r\n]*+"'
+_F_VALUE: Final = f"[{TOKEN_CHAR}:\\[\\]]++|{_F_QUOTED}"
+_F_HPARAMS: Final = (f"(;({_F_TOKEN})(?:=({_F_VALUE}))?"
+                     f"((?:;{_F_TOKEN}(?:=(?:{_F_VALUE}))?)*+))?")
+_NAME_ADDR_FAST: Final = re.compile(
+    f"(?:({_F_QUOTED})|({_F_TOKEN}(?: {_F_TOKEN})*+))?[ \\t]*+<{SIP_URI_FAST}>{_F_HPARAMS}\\Z")
+_ADDR_SPEC_FAST: Final = re.compile(
+    f"(sips?):(?:([A-Za-z0-9\\-_.!~*'()&=+$,]++)@)?({F_HOST}){F_PORT}{_F_HPARAMS}\\Z")
+_VIA_FAST: Final = re.compile(f"SIP/2\\.0/([A-Z]++) ({F_HOST}){F_PORT}{_F_HPARAMS}\\Z")
+_CSEQ_FAST: Final = re.compile(f"([0-9]{{1,9}}) ({_F_TOKEN})\\Z")
+
+# -- general grammar -----------------------------------------------------------------------------
+# display-name = *(token LWS) / quoted-string (UTF-8 letters tolerated in unquoted words)
+_DISPLAY_WORDS: Final = re.compile(f"[{TOKEN_CHAR}\\x80-\\U0010ffff]+(?:[ \\t]+[{TOKEN_CHAR}\\x80-\\U0010ffff]+)*\\Z")
+_TOKEN_RE: Final = re.compile(f"{TOKEN}\\Z")
+_CSEQ: Final = re.compile(f"([0-9]+)[ \\t]+({TOKEN})\\Z")
+_QVALUE: Final = re.compile(r"(?:0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?)\Z")
+_SENT_BY_COLON: Final = re.compile(r"[ \t]*:[ \t]*")
+_MAX_U32: Final = 2**32 - 1
+
+
+def parse_cseq_number(text: str, limit: int = _MAX_U32) -> int | None:
+    """ASCII digits -> int, None when above ``limit`` (never converts a huge digit string)."""
+    digits = text.lstrip("0")
+    if len(digits) > 10:
+        return None
+    value = int(digits) if digits else 0
+    return value if value <= limit else None
 
 
 def _find_laquot(text: str) -> int:
     """Index of the '<' opening a name-addr, skipping a quoted display name; -1 if none."""
+    if '"' not in text:
+        return text.find("<")
     i = 0
     n = len(text)
     quoted = False
@@ -36,13 +91,37 @@ def _find_laquot(text: str) -> int:
     return -1
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NameAddr:
+def _header_params(whole: str | None, name: str, value: str | None, rest: str) -> Params:
+    """Header params from the _F_HPARAMS groups."""
+    if whole is None:
+        return ()
+    if not rest:
+        return ((name.lower(), value),)
+    return parse_params(whole) if '"' in whole else simple_params(whole)
+
+
+def _set_param(params: Params, name: str, value: str | None) -> Params:
+    out = []
+    done = False
+    for k, v in params:
+        if k == name:
+            if not done:
+                out.append((name, value))
+                done = True
+        else:
+            out.append((k, v))
+    if not done:
+        out.append((name, value))
+    return tuple(out)
+
+
+class NameAddr(NamedTuple):
     """``["display"] <uri>;params`` or ``uri;params`` (RFC 3261 §20.10, §25.1).
 
     ``display`` is kept as written (quotes included); ``display_name`` gives it unquoted.
     ``angle`` records whether the URI was in angle brackets (it always is when re-emitted with
-    a display name or URI parameters).
+    a display name or URI parameters). In the addr-spec form every ``;param`` is a header
+    parameter (§20.10; RFC 4475 §3.3.12).
     """
 
     uri: Uri
@@ -52,38 +131,68 @@ class NameAddr:
 
     @classmethod
     def parse(cls, text: str) -> Self:
+        """Parse one address; raises SipParseError (400) when malformed."""
+        m = _NAME_ADDR_FAST.match(text)
+        if m is not None:
+            quoted, words, scheme, user, host, port, up, hp, hname, hvalue, hrest = m.groups()
+            pnum = int(port) if port else None
+            if host[-1] != "-" and (pnum is None or pnum <= 65535):
+                uri = _new(Uri, (scheme, user, None, host, pnum,
+                                 simple_params(up) if up else (), (), None))
+                if hp is None:
+                    params: Params = ()
+                elif not hrest:
+                    params = ((hname.lower(), hvalue),)
+                else:
+                    params = _header_params(hp, hname, hvalue, hrest)
+                return _new(cls, (uri, quoted or words, params, True))
+        else:
+            m = _ADDR_SPEC_FAST.match(text)
+            if m is not None:
+                scheme, user, host, port, hp, hname, hvalue, hrest = m.groups()
+                pnum = int(port) if port else None
+                if host[-1] != "-" and (pnum is None or pnum <= 65535):
+                    uri = _new(Uri, (scheme, user, None, host, pnum, (), (), None))
+                    return _new(cls, (uri, None, _header_params(hp, hname, hvalue, hrest), False))
+        return cls.parse_general(text)
+
+    @classmethod
+    def parse_general(cls, text: str) -> Self:
+        """The general parser (what ``parse`` falls back to); exposed for tests."""
         text = text.strip()
         if not text:
             raise SipParseError("empty address")
-        lt = text.find("<") if '"' not in text else _find_laquot(text)
+        lt = _find_laquot(text)
         if lt >= 0:
             gt = text.find(">", lt)
             if gt < 0:
                 raise SipParseError("'<' without '>' in address")
             display = text[:lt].strip() or None
-            if display is not None and display[0] != '"':
-                # RFC 3261 §25.1: display-name = *(token LWS) / quoted-string
-                for word in display.split():
-                    if any(c in '<>@:;,"\\' for c in word):
-                        raise SipParseError("bad display name")
-            uri = Uri.parse(text[lt + 1:gt])
+            if display is not None and not (
+                    is_quoted(display) if display[0] == '"' else _DISPLAY_WORDS.match(display)):
+                raise SipParseError("bad display name")  # RFC 4475 §3.1.2.6, §3.1.2.15
+            inner = text[lt + 1:gt]
+            if inner != inner.strip():
+                raise SipParseError("whitespace inside <...>")  # RFC 4475 §3.1.2.14
+            uri = Uri.parse(inner)
             rest = text[gt + 1:].strip()
             if rest and rest[0] != ";":
                 raise SipParseError("junk after '>' in address")
-            return cls(uri=uri, display=display, params=parse_params(rest) if rest else ())
+            return _new(cls, (uri, display, parse_params(rest) if rest else (), True))
         # addr-spec: parameters after the first ';' belong to the header, not the URI (§20.10)
-        semi = text.find(";")
-        if semi >= 0:
-            uri_text, params = text[:semi], parse_params(text[semi + 1:])
-        else:
-            uri_text, params = text, ()
+        uri_text, semi, ptext = text.partition(";")
         uri_text = uri_text.strip()
-        if " " in uri_text or "\t" in uri_text:
-            raise SipParseError("address with spaces needs <...>")
-        return cls(uri=Uri.parse(uri_text), params=params, angle=False)
+        if not uri_text or any(c in uri_text for c in " \t\"<>"):
+            raise SipParseError("address with spaces or quotes needs <...>")
+        if "?" in uri_text and uri_text.lower().startswith(("sip:", "sips:")):
+            # §20.10: a URI with headers must be enclosed in <> (RFC 4475 §3.1.2.13)
+            raise SipParseError("URI with headers needs <...>")
+        params = parse_params(";" + ptext) if semi else ()
+        return _new(cls, (Uri.parse(uri_text), None, params, False))
 
     @property
     def display_name(self) -> str | None:
+        """The display name without quotes and quoted-pairs (None when there is none)."""
         return None if self.display is None else unquote(self.display)
 
     def param(self, name: str) -> str | None:
@@ -100,18 +209,26 @@ class NameAddr:
         return get_param(self.params, "expires")
 
     @property
+    def expires_seconds(self) -> int | None:
+        """The ``expires`` parameter as delta-seconds (§20.10), saturated at 2**32-1; None when
+        absent; SipParseError when it is not a number."""
+        raw = get_param(self.params, "expires")
+        if raw is None:
+            return None
+        if not raw.isdigit() or not raw.isascii():
+            raise SipParseError(f"bad expires parameter {raw[:20]!r}")
+        value = parse_cseq_number(raw)
+        return _MAX_U32 if value is None else value
+
+    @property
     def q(self) -> float | None:
-        """The ``q`` parameter as a float in [0, 1]; raises SipParseError when malformed."""
+        """The ``q`` parameter as a float in [0, 1] (§20.10 qvalue); SipParseError when malformed."""
         text = get_param(self.params, "q")
         if text is None:
             return None
-        try:
-            value = float(text)
-        except ValueError:
-            raise SipParseError(f"bad q value {text!r}") from None
-        if not 0.0 <= value <= 1.0 or not text[0].isdigit():
-            raise SipParseError(f"q value {text!r} out of range")
-        return value
+        if not _QVALUE.match(text):
+            raise SipParseError(f"bad q value {text[:20]!r}")
+        return float(text)
 
     @property
     def instance(self) -> str | None:
@@ -121,43 +238,51 @@ class NameAddr:
 
     @property
     def reg_id(self) -> int | None:
+        """RFC 5626 ``reg-id`` (1..2**31-1); None when absent or not a number."""
         raw = get_param(self.params, "reg-id")
-        return int(raw) if raw is not None and raw.isdigit() else None
+        if raw is None or not raw.isdigit() or not raw.isascii() or len(raw) > 10:
+            return None
+        value = int(raw)
+        return value if 0 < value < 2**31 else None
 
     def with_params(self, params: Params) -> NameAddr:
-        return replace(self, params=params)
+        return self._replace(params=params)
 
     def with_param(self, name: str, value: str | None) -> NameAddr:
         """Set (or add) a header parameter, keeping the others in order."""
-        out = []
-        done = False
-        for k, v in self.params:
-            if k == name:
-                if not done:
-                    out.append((name, value))
-                    done = True
-            else:
-                out.append((k, v))
-        if not done:
-            out.append((name, value))
-        return replace(self, params=tuple(out))
+        return self._replace(params=_set_param(self.params, name, value))
 
     def without_param(self, name: str) -> NameAddr:
-        return replace(self, params=tuple(p for p in self.params if p[0] != name))
+        return self._replace(params=tuple(p for p in self.params if p[0] != name))
+
+    def with_uri(self, uri: Uri) -> NameAddr:
+        return self._replace(uri=uri)
 
     def __str__(self) -> str:
-        uri = str(self.uri)
-        if self.angle or self.display is not None or self.uri.params or self.uri.headers or (
+        uri_value, display, params, angle = self
+        uri = str(uri_value)
+        if display is not None:
+            head = f"{display} <{uri}>"
+        elif angle or uri_value.params or uri_value.headers or (
                 "," in uri or ";" in uri or "?" in uri):
-            head = f"{self.display} <{uri}>" if self.display is not None else f"<{uri}>"
+            head = "<" + uri + ">"
         else:
             head = uri
-        return head + format_params(self.params) if self.params else head
+        return head + format_params(params) if params else head
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and tuple.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    def __hash__(self) -> int:
+        return tuple.__hash__(self)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Via:
-    """One Via value (RFC 3261 §20.42, §18.2.1; RFC 3581 rport)."""
+class Via(NamedTuple):
+    """One Via value (RFC 3261 §20.42, §18.2.1; RFC 3581 rport). ``transport`` is upper-case,
+    ``host`` has no IPv6 brackets, ``protocol`` is e.g. ``SIP/2.0``."""
 
     transport: str
     host: str
@@ -167,8 +292,21 @@ class Via:
 
     @classmethod
     def parse(cls, text: str) -> Self:
+        """Parse one via-parm; raises SipParseError (400) when malformed."""
+        m = _VIA_FAST.match(text)
+        if m is not None:
+            transport, host, port, hp, hname, hvalue, hrest = m.groups()
+            pnum = int(port) if port else None
+            if host[-1] != "-" and (pnum is None or pnum <= 65535):
+                return _new(cls, (transport, host, pnum,
+                                  _header_params(hp, hname, hvalue, hrest), "SIP/2.0"))
+        return cls.parse_general(text)
+
+    @classmethod
+    def parse_general(cls, text: str) -> Self:
+        """The general parser (what ``parse`` falls back to); exposed for tests."""
         text = text.strip()
-        # sent-protocol: protocol-name SLASH protocol-version SLASH transport (LWS around '/')
+        # sent-protocol = protocol-name SLASH protocol-version SLASH transport (LWS around '/')
         parts = text.split("/", 2)
         if len(parts) != 3:
             raise SipParseError("bad Via sent-protocol")
@@ -179,18 +317,18 @@ class Via:
             sp += 1
         transport = rest[:sp]
         rest = rest[sp:].strip()
-        if not name or not version or not transport or not rest:
+        if not (_TOKEN_RE.match(name) and _TOKEN_RE.match(version)
+                and _TOKEN_RE.match(transport) and rest):
             raise SipParseError("bad Via")
-        semi = rest.find(";")
-        if semi >= 0:
-            sent_by, params = rest[:semi].strip(), parse_params(rest[semi + 1:])
-        else:
-            sent_by, params = rest, ()
-        # RFC 3261 §25.1 allows LWS around the ':' of sent-by
-        sent_by = sent_by.replace(" ", "").replace("\t", "")
+        sent_by, semi, ptext = rest.partition(";")
+        # sent-by = host [ COLON port ]: LWS allowed around the colon only (§25.1)
+        sent_by = _SENT_BY_COLON.sub(":", sent_by.strip())
+        if " " in sent_by or "\t" in sent_by:
+            raise SipParseError("bad Via sent-by")
         host, port = parse_host_port(sent_by)
-        return cls(transport=transport.upper(), host=host, port=port, params=params,
-                   protocol=f"{name.upper()}/{version}")
+        params = parse_params(";" + ptext) if semi else ()
+        return _new(cls, (transport.upper(), host, port, params,
+                          f"{name.upper()}/{version}"))
 
     def param(self, name: str) -> str | None:
         return get_param(self.params, name)
@@ -214,58 +352,93 @@ class Via:
         return host if self.port is None else f"{host}:{self.port}"
 
     def with_param(self, name: str, value: str | None) -> Via:
-        out = [(k, v) for k, v in self.params if k != name]
-        # keep the new parameter where the old one was, if it was there
-        for i, (k, _) in enumerate(self.params):
-            if k == name:
-                out.insert(i, (name, value))
-                break
-        else:
-            out.append((name, value))
-        return replace(self, params=tuple(out))
+        """Set a parameter where it was (first occurrence; duplicates dropped), else append."""
+        return self._replace(params=_set_param(self.params, name, value))
+
+    def without_param(self, name: str) -> Via:
+        return self._replace(params=tuple(p for p in self.params if p[0] != name))
 
     def __str__(self) -> str:
         return f"{self.protocol}/{self.transport} {self.sent_by}{format_params(self.params)}"
 
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and tuple.__eq__(self, other)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CSeq:
-    """``CSeq: 4711 INVITE`` (RFC 3261 §20.16: the number is below 2**31)."""
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    def __hash__(self) -> int:
+        return tuple.__hash__(self)
+
+
+class CSeq(NamedTuple):
+    """``CSeq: 4711 INVITE`` (RFC 3261 §20.16): a 32-bit unsigned number and a method token."""
 
     seq: int
     method: str
 
     @classmethod
     def parse(cls, text: str) -> Self:
-        num, _, method = text.strip().partition(" ")
-        method = method.strip()
-        if not num.isdigit() or not num.isascii() or len(num) > 10 or not method:
+        """Parse a CSeq value; SipParseError (400) when malformed or above 2**32-1 (RFC 4475
+        §3.1.2.4). Leading zeros and LWS between the parts are allowed (§3.1.1.1)."""
+        m = _CSEQ_FAST.match(text)
+        if m is not None:
+            return _new(cls, (int(m.group(1)), m.group(2)))
+        m = _CSEQ.match(text.strip())
+        if m is None:
             raise SipParseError(f"bad CSeq {text[:40]!r}")
-        seq = int(num)
-        if seq >= 2**31:
-            raise SipParseError("CSeq number too large")
-        if " " in method or "\t" in method:
-            raise SipParseError("bad CSeq method")
-        return cls(seq=seq, method=method)
+        seq = parse_cseq_number(m.group(1))
+        if seq is None:
+            raise SipParseError("CSeq number above 2**32-1")
+        return _new(cls, (seq, m.group(2)))
 
     def __str__(self) -> str:
         return f"{self.seq} {self.method}"
 
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and tuple.__eq__(self, other)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    def __hash__(self) -> int:
+        return tuple.__hash__(self)
+
+
 class ContactList:
-    """The Contact header field(s) of a message: ``*`` or a list of addresses (§20.10)."""
+    """The Contact header field(s) of a message: ``*`` or a list of addresses (§20.10).
+    Immutable (read-only ``star`` and ``items``). Iterating (and ``len``) goes over ``items``;
+    it is true when there is ``*`` or an address."""
 
-    star: bool = False
-    items: tuple[NameAddr, ...] = ()
+    __slots__ = ("_star", "_items")
+
+    def __init__(self, *, star: bool = False, items: tuple[NameAddr, ...] = ()) -> None:
+        self._star = star
+        self._items = items
+
+    @property
+    def star(self) -> bool:
+        return self._star
+
+    @property
+    def items(self) -> tuple[NameAddr, ...]:
+        return self._items
 
     @classmethod
     def parse_values(cls, lines: list[str]) -> Self:
-        """Parse the values of every Contact line of a message."""
+        """Parse the values of every Contact line of a message. ``*`` must stand alone (one
+        line, one value, no parameters: §10.2.2, §20.10); an empty line or element is an error."""
+        if len(lines) == 1:
+            line = lines[0]
+            if "," not in line and line != "*" and line:
+                new = object.__new__(cls)
+                new._star = False
+                new._items = (NameAddr.parse(line),)
+                return new
         items: list[NameAddr] = []
         star = False
         for line in lines:
-            for value in split_commas(line):
+            for value in split_list(line):
                 if value == "*":
                     star = True
                 else:
@@ -275,7 +448,25 @@ class ContactList:
         return cls(star=star, items=tuple(items))
 
     def __bool__(self) -> bool:
-        return self.star or bool(self.items)
+        return self._star or bool(self._items)
+
+    def __iter__(self) -> Iterator[NameAddr]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, ContactList)
+        return self._star == other._star and self._items == other._items
+
+    def __hash__(self) -> int:
+        return hash((self._star, self._items))
+
+    def __repr__(self) -> str:
+        return f"ContactList(star={self._star!r}, items={self._items!r})"
 
     def __str__(self) -> str:
-        return "*" if self.star else ", ".join(str(c) for c in self.items)
+        return "*" if self._star else ", ".join(str(c) for c in self._items)
