@@ -70,6 +70,7 @@ class Proxy:
         ctx = self.ctx
         if req.cseq.method != req.method:
             return [ctx.reply(req, source, 400, "CSeq method does not match the request")]
+        req.from_, req.to, req.call_id  # noqa: B018 - checked before any state (400 if bad)
         max_forwards = req.max_forwards
         if max_forwards == 0:
             return [ctx.reply(req, source, 483, "Too Many Hops")]  # §16.3 step 3
@@ -159,6 +160,11 @@ class Proxy:
         txn = self.tables.clients.get(key)
         if txn is None:
             return relay_response(self.ctx, resp, source)
+        if resp.status >= 700 or resp.get("to") is None or resp.get("from") is None or (
+                resp.get("call-id") is None):  # §8.1.3.3 / §7.2: nothing sane to relay
+            self.ctx.stats.drops["bad-response"] += 1
+            return [Drop(reason="bad-response", detail=f"{resp.status} without From/To/Call-ID "
+                         "or of no known class", source=source)]
         before = txn.state
         effect = txn.step(txn.response_event(resp.status))
         actions: list[Action] = []

@@ -429,3 +429,18 @@ def test_stray_response_is_dropped() -> None:
     h.respond(b1, 486, tag="a")
     settle(h)
     assert drops(h.respond(b1, 486, tag="a")) == ["stray-response"]
+
+
+def test_malformed_to_gets_400_and_leaves_no_state() -> None:
+    h = aor_harness(1)
+    before = h.core.stats().transactions
+    bad = invite(AGG).replace(b"To: <sip:bob@example.test>", b"To: <sip:bob@example.test")
+    assert statuses(h.send(bad)) == [400]
+    assert h.core.stats().transactions == before and h.core.stats().requests_forked == 0
+
+
+def test_response_with_an_unknown_class_is_dropped() -> None:
+    h = aor_harness(1)
+    (b1,) = branches(call(h))
+    weird = answer(b1.data, 200, tag="a").replace(b"SIP/2.0 200 OK", b"SIP/2.0 799 Odd")
+    assert drops(h.send(weird, b1.dest)) in (["bad-response"], ["unparseable"])
