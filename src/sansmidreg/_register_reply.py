@@ -218,6 +218,14 @@ class PendingRegister:
             elif not aor.live(now):
                 up, aor.upstream = aor.upstream, None
                 actions.append(build_deregister(ctx, up, now))
+            elif cfg.conservative_aor_window:
+                # DESIGN.md §5.1: the main registrar may grant the aggregate less than it had
+                # before; no device of the AOR may outlive it
+                end = aor.upstream.expires_at
+                for contact in aor.contacts:
+                    if contact.expires_at > end:
+                        contact.expires_at = end
+                        registrar.schedule_expiry(contact)
         actions.extend(registrar.enforce_max_contacts(aor, now))
         return actions
 

@@ -359,3 +359,37 @@ def test_aor_throttling_shortened_aggregate_forwards_refreshes_earlier() -> None
     net.advance(45.0)
     register(net, a, 60)  # 45 + 60 >= 100: relayed
     assert [s.at for s in net.registrar.relayed] == [0.0, 45.0]
+
+
+def test_aor_throttling_shortened_aggregate_cuts_every_device_to_it() -> None:
+    # DESIGN.md §5.1: no local contact outlives its upstream binding, even when a later 2xx
+    # grants the aggregate less than the devices registered earlier were given
+    net = make()
+    a = net.ua("alice", 5201)
+    b = net.ua("alice", 5202)
+    register(net, a, 300)
+    net.advance(10.0)
+    net.registrar.expect(Behaviour.SHORTEN)
+    net.registrar.shorten_to = 45
+    reply = register(net, b, 120).response  # a new device: relayed, aggregate now until 55
+    assert sorted(contacts(reply)) == sorted([(a.contact_uri, "45"), (b.contact_uri, "45")])
+    net.advance(55.0)
+    assert net.core.stats().contacts == 0 and net.registrar.live(net.now) == []
+    assert net.registrar.deregisters == []  # the aggregate ran out by itself
+
+
+def test_aor_throttling_compat_shortened_aggregate_leaves_other_devices_alone() -> None:
+    net = make(compat="opensips")
+    a = net.ua("alice", 5201)
+    b = net.ua("alice", 5202)
+    register(net, a, 60)  # relayed: aggregate until 600
+    for t in range(50, 550, 50):
+        net.advance(float(t))
+        register(net, a if t != 100 else b, 60 if t != 100 else 500)  # B absorbed: until 600
+    net.advance(545.0)
+    net.registrar.expect(Behaviour.SHORTEN)
+    net.registrar.shorten_to = 45
+    register(net, a, 60)  # LRTs + max diff (540) <= 545: relayed, aggregate until 590
+    assert len(net.registrar.relayed) == 2
+    reply = register(net, net.ua("alice", 5299), None, query=True).response
+    assert contact_expires(reply, b.contact_uri) == 55  # B keeps its 600: past the aggregate
