@@ -299,6 +299,27 @@ class ResponseContext:
         return self.send_upstream(response, now)
 
 
+def _after_start_line(request: Request) -> bytes:
+    """The request's bytes after its start line, with Max-Forwards decremented (or added with
+    70, §16.6 step 3): the one line is edited in place when it is alone of its kind."""
+    max_forwards = request.max_forwards
+    lines = [h[2] for h in request.headers if h[0] == "max-forwards"]
+    data = request.serialize()
+    data = data[data.index(b"\r\n") + 2:]
+    if max_forwards is None:
+        return b"Max-Forwards: 70\r\n" + data
+    if len(lines) == 1 and "\n" not in lines[0]:
+        old = lines[0].encode("utf-8", "surrogateescape") + b"\r\n"
+        at = 0 if data.startswith(old) else data.find(b"\n" + old)
+        if at > 0:
+            at += 1
+        if at >= 0:
+            new = f"Max-Forwards: {max_forwards - 1}\r\n".encode()
+            return data[:at] + new + data[at + len(old):]
+    base = request.replace_headers("max-forwards", [str(max_forwards - 1)]).serialize()
+    return base[base.index(b"\r\n") + 2:]
+
+
 def start_fork(tables: ProxyTables, request: Request, source: Endpoint, dest: Endpoint,
                key: tuple[str, ...], targets: list[Target], now: float) -> list[Action]:
     """Create the response context of ``request`` (already stamped) and its branches."""
@@ -316,13 +337,9 @@ def start_fork(tables: ProxyTables, request: Request, source: Endpoint, dest: En
         actions.extend(context.send_upstream(trying, now))
     else:
         context.server = ctx.txns.start_server(key, source, 64 * cfg.t1)
-    max_forwards = request.max_forwards
-    base = request.replace_headers("max-forwards",
-                                   [str(70 if max_forwards is None else max_forwards - 1)])
     # every branch is the same bytes after the start line: our Record-Route, Route and Via go
     # first (each then tops its own kind of header, §16.6 steps 4, 6, 8)
-    rest = base.serialize()
-    rest = rest[rest.index(b"\r\n") + 2:]
+    rest = _after_start_line(request)
     record = cfg.record_route and method in _RECORD_ROUTE_METHODS and request.to.tag is None
     out: list[Branch] = []
     for target in targets:

@@ -16,6 +16,8 @@
 # Timers: our client/server transactions (_invite.py) and each INVITE branch's Timer C.
 from __future__ import annotations
 
+from typing import Final
+
 from ._actions import Action, Drop, Endpoint, Reply, SendRequest
 from ._context import Context, response_dest, stamp_via
 from ._fork_context import ForkBranch, ProxyTables, start_fork
@@ -25,6 +27,8 @@ from ._route import pop_our_routes, relay_response, relay_routed, server_key
 from .sip import Request, Response, SipParseError, make_response
 
 __all__ = ["Proxy"]
+
+_NEEDED: Final = frozenset({"from", "to", "call-id"})
 
 
 class Proxy:
@@ -74,7 +78,8 @@ class Proxy:
         max_forwards = req.max_forwards
         if max_forwards == 0:
             return [ctx.reply(req, source, 483, "Too Many Hops")]  # §16.3 step 3
-        unsupported = sorted(req.option_tags("proxy-require"))
+        unsupported = sorted(req.option_tags("proxy-require")) if req.get(
+            "proxy-require") is not None else None
         if unsupported:  # §16.3 step 5: we support no proxy extension
             return [ctx.reply(req, source, 420, "Bad Extension",
                               (("Unsupported", ", ".join(unsupported)),))]
@@ -160,8 +165,8 @@ class Proxy:
         txn = self.tables.clients.get(key)
         if txn is None:
             return relay_response(self.ctx, resp, source)
-        if resp.status >= 700 or resp.get("to") is None or resp.get("from") is None or (
-                resp.get("call-id") is None):  # §8.1.3.3 / §7.2: nothing sane to relay
+        if resp.status >= 700 or not _NEEDED <= {h[0] for h in resp.headers}:
+            # §7.2 / §8.1.3.3: no such class, or no From/To/Call-ID: nothing sane to relay
             self.ctx.stats.drops["bad-response"] += 1
             return [Drop(reason="bad-response", detail=f"{resp.status} without From/To/Call-ID "
                          "or of no known class", source=source)]
