@@ -1,0 +1,453 @@
+"""The corpus: one definition per trace (name, title = what it proves, mode and config, and the
+steps the phones take). ``record_corpus.py`` records them; ``--list`` prints them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from phones import Driver
+
+BASE = {"outgoing_expires": "600", "min_expires": "5", "max_expires": "3600",
+        "default_expires": "3600", "use_domain": "false", "record_route": "true"}
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    title: str
+    mode: str
+    drive: Callable[[Driver], None]
+    config: Mapping[str, str] = field(default_factory=dict)
+    tolerance: float | None = None
+    settle: float = 1.0
+    """Seconds recorded after the last step (late retransmissions, timers)."""
+
+    def pairs(self) -> list[tuple[str, str]]:
+        merged = {"mode": self.mode, **BASE, **self.config}
+        return list(merged.items())
+
+
+SPECS: list[Spec] = []
+
+
+def spec(name: str, title: str, mode: str, **kwargs: object) -> Callable[
+        [Callable[[Driver], None]], Callable[[Driver], None]]:
+    def register(drive: Callable[[Driver], None]) -> Callable[[Driver], None]:
+        SPECS.append(Spec(name, title, mode, drive, **kwargs))  # type: ignore[arg-type]
+        return drive
+    return register
+
+
+# == mirror ===================================================================================
+
+@spec("mirror-refresh",
+      "mirror: the first REGISTER is relayed with its contact replaced by a ;ctid= contact of ours "
+      "and the device's own expiry (a); each refresh is relayed too, under the same ctid (c); "
+      "the 200 OK goes back with the device's own contact and lifetime, without the main "
+      "registrar's Expires (f); the un-REGISTER is relayed with ;expires=0 and the binding goes "
+      "(d)",
+      "mirror")
+def _mirror_refresh(d: Driver) -> None:
+    d.sipp("reg_refresh_unreg", 5201, {"user": "alice", "expires": "60"}, call_id="alice-1",
+           pause_ms=1000)
+
+
+@spec("mirror-expire",
+      "mirror: a binding that is not refreshed expires locally at its own deadline and nothing "
+      "is sent upstream -- the main registrar's copy has the same lifetime (e); a query "
+      "afterwards is answered locally with no binding",
+      "mirror", settle=0.5)
+def _mirror_expire(d: Driver) -> None:
+    d.sipp("reg_once", 5211, {"user": "dave", "ctport": "5211", "expires": "5", "regcseq": "1"},
+           call_id="dave-1")
+    d.sleep(6.5)
+    d.sipp("reg_query", 5211, {"user": "dave", "regcseq": "2"}, call_id="dave-1")
+
+
+@spec("mirror-star",
+      "mirror: two bindings of one AOR; a query is answered locally listing every live binding "
+      "(RFC 3261 §10.3 step 8); Expires: 0 and ;expires=0 removals are relayed under the "
+      "binding's ctid, a removal of a contact we no longer hold under a new one (d); Contact: * "
+      "is relayed unchanged and its 2xx removes every local binding; the last query lists none",
+      "mirror")
+def _mirror_star(d: Driver) -> None:
+    d.sipp("star_unreg", 5241, {"user": "carol"}, call_id="carol-1", pause_ms=1000)
+
+
+@spec("mirror-upstream-error",
+      "mirror: the main registrar refuses a REGISTER (403): the refusal is relayed to the device "
+      "unchanged and no binding is kept (g); a query then lists none",
+      "mirror")
+def _mirror_upstream_error(d: Driver) -> None:
+    d.sipp("reg_expect_error", 5203,
+           {"user": "mallory", "ctport": "5203", "expires": "60", "regcseq": "1"},
+           call_id="mallory-1")
+    d.sipp("reg_query", 5203, {"user": "mallory", "regcseq": "2"}, call_id="mallory-1")
+
+
+@spec("mirror-auth",
+      "mirror: the main registrar's 401 challenges pass through untouched and every "
+      "authenticated retry is relayed with its credentials (h): register, refresh, un-register",
+      "mirror")
+def _mirror_auth(d: Driver) -> None:
+    d.sipp("reg_auth", 5204, {"user": "secure1", "ctport": "5204", "expires": "60"},
+           call_id="secure1-1", pause_ms=1000, extra_args=("-au", "secure1", "-ap", "secret"))
+
+
+@spec("mirror-timeout",
+      "mirror: the main registrar never answers: our relayed REGISTER is retransmitted (Timer E, "
+      "t1=0.1 s) until Timer F and the device gets 408 Request Timeout (g; RFC 3261 §16.7 step "
+      "6); the device's own retransmissions are absorbed by our server transaction (§17.2.2)",
+      "mirror", config={"t1": "0.1"}, settle=1.5)
+def _mirror_timeout(d: Driver) -> None:
+    d.sipp("reg_expect_error", 5205,
+           {"user": "blackhole", "ctport": "5205", "expires": "60", "regcseq": "1"},
+           call_id="blackhole-1")
+
+
+@spec("mirror-path",
+      "mirror: Path (RFC 3327): the edge proxy's Path is not relayed upstream -- we are the "
+      "path -- and, the REGISTER saying Supported: path, the stored Path is echoed in the 200 OK; "
+      "refresh and removal alike",
+      "mirror")
+def _mirror_path(d: Driver) -> None:
+    d.sipp("reg_path", 5206, {"user": "edge1", "ctport": "5207", "expires": "60"},
+           call_id="edge1-1", pause_ms=1000)
+
+
+_RAW_REGISTER = """REGISTER sip:example.test SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-raw-{n}
+Max-Forwards: 70
+From: <sip:{user}@example.test>;tag=raw-{user}
+To: <sip:{user}@example.test>
+Call-ID: raw-{user}-1
+CSeq: {n} REGISTER
+Contact: <sip:{user}@127.0.0.1:{port}>
+Expires: 60
+Content-Length: 0"""
+
+
+def _raw(n: int, user: str, *, drop: tuple[str, ...] = (), set_: dict[str, str] | None = None,
+         start: str | None = None) -> str:
+    lines = _RAW_REGISTER.replace("{n}", str(n)).replace("{user}", user).split("\n")
+    out = [start or lines[0]]
+    replaced = dict(set_ or {})
+    for line in lines[1:]:
+        name = line.split(":", 1)[0]
+        if name in drop:
+            continue
+        if name in replaced:
+            line = f"{name}: {replaced.pop(name)}"
+        out.append(line)
+    out[-1:-1] = [f"{k}: {v}" for k, v in replaced.items()]
+    return "\n".join(out)
+
+
+@spec("mirror-retransmission",
+      "mirror: a REGISTER retransmitted (same branch) after our final answer gets that answer "
+      "again from our server transaction and is not relayed a second time (RFC 3261 §17.2.2); "
+      "the next REGISTER (new branch, CSeq + 1) is relayed",
+      "mirror")
+def _mirror_retransmission(d: Driver) -> None:
+    phone = d.raw(5208)
+    first = _raw(1, "lena")
+    assert phone.send(first), "no answer to the first REGISTER"
+    assert phone.send(first), "no answer to the retransmission"
+    assert phone.send(_raw(2, "lena", set_={"Expires": "0"})), "no answer to the removal"
+
+
+@spec("mirror-bad-requests",
+      "bad input: refused REGISTERs are answered locally and never relayed -- garbage and a "
+      "stray response are dropped; no Call-ID, CSeq method mismatch, bad Expires, bad Contact, "
+      "Contact: * without Expires: 0 and an empty AOR user get 400; Max-Forwards: 0 gets 483; "
+      "Require: an unknown extension gets 420 with Unsupported; a tel: Request-URI gets 416; "
+      "Expires below min_expires gets 423 with Min-Expires",
+      "mirror")
+def _mirror_bad_requests(d: Driver) -> None:
+    phone = d.raw(5209)
+    assert not phone.send_bytes(b"hello, is anybody there?\r\n\r\n")
+    assert not phone.send("SIP/2.0 200 OK\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKnone\n"
+                          "From: <sip:x@example.test>;tag=1\nTo: <sip:x@example.test>;tag=2\n"
+                          "Call-ID: stray-1\nCSeq: 1 REGISTER\nContent-Length: 0")
+    cases = [
+        _raw(1, "mike", drop=("Call-ID",)),
+        _raw(2, "mike", set_={"CSeq": "2 INVITE"}),
+        _raw(3, "mike", set_={"Expires": "soon"}),
+        _raw(4, "mike", set_={"Contact": "<sip:mike@127.0.0.1:5209;>>"}),
+        _raw(5, "mike", set_={"Contact": "*", "Expires": "60"}),
+        _raw(6, "mike", set_={"To": "<sip:example.test>"}),
+        _raw(7, "mike", set_={"Max-Forwards": "0"}),
+        _raw(8, "mike", set_={"Require": "frobnication"}),
+        _raw(9, "mike", start="REGISTER tel:+15551234 SIP/2.0"),
+        _raw(10, "mike", set_={"Expires": "2"}),
+    ]
+    for text in cases:
+        assert phone.send(text), f"no answer to {text!r}"
+
+
+# == contact throttling =======================================================================
+
+@spec("ctthrottle-refresh",
+      "contact throttling: the first REGISTER is relayed with outgoing_expires=600 under a "
+      ";ctid= contact of ours (a) and its 200 OK gives the device its own 60 s (f); two "
+      "refreshes inside the upstream window are answered locally with a 200 of our own (b); the "
+      "un-REGISTER is relayed with ;expires=0 (d)",
+      "contact-throttling")
+def _ct_refresh(d: Driver) -> None:
+    d.sipp("reg_refresh_unreg", 5201, {"user": "alice", "expires": "60"}, call_id="alice-1",
+           pause_ms=1000)
+
+
+@spec("ctthrottle-window",
+      "contact throttling with outgoing_expires=20, refreshes of 10 s every 4 s: a refresh is "
+      "absorbed while the device's binding would end before the upstream one and relayed as soon "
+      "as it would outlive it (b, c: at 12 s and 24 s), so no local binding outlives its "
+      "upstream binding; the un-REGISTER is relayed",
+      "contact-throttling", config={"outgoing_expires": "20"})
+def _ct_window(d: Driver) -> None:
+    d.sipp("reg_periodic", 5213, {"user": "erin", "ctport": "5213", "expires": "10"},
+           call_id="erin-1", pause_ms=4000)
+
+
+@spec("ctthrottle-expire",
+      "contact throttling: a device stops refreshing; at the exact end of its binding we "
+      "de-register it upstream ourselves -- its Call-ID, CSeq + 1, a new From tag, Contact "
+      "<ctid>;expires=0, no Expires header (e) -- while the other device stays registered; then "
+      "that one un-registers (d)",
+      "contact-throttling", settle=0.5)
+def _ct_expire(d: Driver) -> None:
+    d.sipp("reg_once", 5231, {"user": "dave", "ctport": "5231", "expires": "5", "regcseq": "1"},
+           call_id="dave-a")
+    d.sipp("reg_once", 5232, {"user": "dave", "ctport": "5232", "expires": "60", "regcseq": "1"},
+           call_id="dave-b")
+    d.sleep(6.0)
+    d.sipp("reg_once", 5232, {"user": "dave", "ctport": "5232", "expires": "0", "regcseq": "2"},
+           call_id="dave-b")
+
+
+@spec("ctthrottle-star",
+      "contact throttling: two bindings; a query is answered locally with both (RFC 3261 §10.3 "
+      "step 8); Expires: 0 and ;expires=0 removals are relayed (d); Contact: * is relayed "
+      "unchanged and its 2xx removes every binding without any de-REGISTER of ours (OpenSIPS "
+      "sends redundant ones); the last query lists none",
+      "contact-throttling")
+def _ct_star(d: Driver) -> None:
+    d.sipp("star_unreg", 5241, {"user": "carol"}, call_id="carol-1", pause_ms=1000)
+
+
+@spec("ctthrottle-auth",
+      "contact throttling: the 401 challenge passes through untouched and the authenticated "
+      "REGISTER is relayed (h); the refresh inside the window is absorbed; the un-REGISTER is "
+      "relayed, challenged and relayed again with credentials",
+      "contact-throttling")
+def _ct_auth(d: Driver) -> None:
+    d.sipp("reg_auth", 5214, {"user": "secure2", "ctport": "5214", "expires": "60"},
+           call_id="secure2-1", pause_ms=1000, extra_args=("-au", "secure2", "-ap", "secret"))
+
+
+@spec("ctthrottle-upstream-error",
+      "contact throttling: a REGISTER the main registrar refuses (403) is relayed back unchanged "
+      "and leaves no binding (g), so the device's next attempt is relayed again, not absorbed",
+      "contact-throttling")
+def _ct_upstream_error(d: Driver) -> None:
+    for cseq in ("1", "2"):
+        d.sipp("reg_expect_error", 5203,
+               {"user": "mallory", "ctport": "5203", "expires": "60", "regcseq": cseq},
+               call_id="mallory-1")
+
+
+@spec("ctthrottle-cseq",
+      "contact throttling: a refresh inside the window whose CSeq is lower than the binding's "
+      "(same Call-ID) is refused locally with 400 (RFC 3261 §10.3 step 7; b.2); the next higher "
+      "CSeq is absorbed; the un-REGISTER is relayed",
+      "contact-throttling")
+def _ct_cseq(d: Driver) -> None:
+    keys = {"user": "frank", "ctport": "5215", "expires": "60"}
+    d.sipp("reg_once", 5215, keys | {"regcseq": "5"}, call_id="frank-1")
+    # SIPp mistakes "CSeq" in the reason phrase "Invalid CSeq number" for the CSeq header and
+    # aborts: this one REGISTER is sent by the raw sender (same Call-ID, CSeq 3)
+    phone = d.raw(5215)
+    answer = phone.send(_raw(3, "frank").replace("Call-ID: raw-frank-1", "Call-ID: frank-1")
+                        .replace("tag=raw-frank", "tag=frank-raw"))
+    assert answer and answer[0].startswith(b"SIP/2.0 400 "), answer
+    phone.close()
+    d.sipp("reg_once", 5215, keys | {"regcseq": "6"}, call_id="frank-1")
+    d.sipp("reg_once", 5215, keys | {"regcseq": "7", "expires": "0"}, call_id="frank-1")
+
+
+@spec("ctthrottle-deregister-retransmit",
+      "contact throttling: our own de-REGISTER of an expired device is a real client "
+      "transaction -- unanswered, it is retransmitted (Timer E, t1=0.1 s) until Timer F and the "
+      "failure is counted (DESIGN.md §5.5; OpenSIPS sends it once)",
+      "contact-throttling", config={"t1": "0.1"}, settle=0.5)
+def _ct_deregister_retransmit(d: Driver) -> None:
+    d.sipp("reg_once", 5216, {"user": "flaky", "ctport": "5216", "expires": "5", "regcseq": "1"},
+           call_id="flaky-1")
+    d.sleep(5.0 + 6.4 + 0.5)
+
+
+@spec("ctthrottle-two-contacts",
+      "contact throttling: one REGISTER binding two contacts gets one ctid per contact upstream "
+      "(a) and its 200 OK lists both with their q values; the refresh of both is absorbed (b); "
+      "removing both with Expires: 0 is relayed (d)",
+      "contact-throttling")
+def _ct_two_contacts(d: Driver) -> None:
+    d.sipp("reg_two_contacts", 5217,
+           {"user": "gina", "ctport": "5218", "ctport2": "5219", "expires": "60"},
+           call_id="gina-1", pause_ms=1000)
+
+
+@spec("ctthrottle-interval-too-brief",
+      "contact throttling: a lifetime below min_expires is refused locally with 423 Interval Too "
+      "Brief and Min-Expires: 5 (RFC 3261 §10.3 step 7; OpenSIPS clamps it silently); the retry "
+      "with 5 s is relayed with outgoing_expires, the removal too",
+      "contact-throttling")
+def _ct_interval_too_brief(d: Driver) -> None:
+    keys = {"user": "hank", "ctport": "5220"}
+    d.sipp("reg_expect_error", 5220, keys | {"expires": "2", "regcseq": "1"}, call_id="hank-1")
+    d.sipp("reg_once", 5220, keys | {"expires": "5", "regcseq": "2"}, call_id="hank-1")
+    d.sipp("reg_once", 5220, keys | {"expires": "0", "regcseq": "3"}, call_id="hank-1")
+
+
+# == AOR throttling ===========================================================================
+
+@spec("aorthrottle-refresh",
+      "AOR throttling: the main registrar sees one aggregate contact <sip:alice@us> with "
+      "outgoing_expires=600 (a) and its 200 OK gives the device its own 60 s, never the "
+      "upstream lifetime (f); refreshes inside the window are absorbed (b); the last contact's "
+      "un-REGISTER is relayed with the aggregate contact at expires 0 (d)",
+      "aor-throttling")
+def _aor_refresh(d: Driver) -> None:
+    d.sipp("reg_refresh_unreg", 5201, {"user": "alice", "expires": "60"}, call_id="alice-1",
+           pause_ms=1000)
+
+
+@spec("aorthrottle-upstream-error",
+      "AOR throttling: a REGISTER the main registrar refuses (403) is relayed back unchanged "
+      "and leaves no binding and no aggregate (g), so the device's next attempt is relayed "
+      "again, not absorbed",
+      "aor-throttling")
+def _aor_upstream_error(d: Driver) -> None:
+    for cseq in ("1", "2"):
+        d.sipp("reg_expect_error", 5203,
+               {"user": "mallory", "ctport": "5203", "expires": "60", "regcseq": cseq},
+               call_id="mallory-1")
+
+
+def _two_devices(d: Driver, user: str) -> None:
+    a = {"user": user, "ctport": "5221", "expires": "60"}
+    b = {"user": user, "ctport": "5222", "expires": "60"}
+    d.sipp("reg_once", 5221, a | {"regcseq": "1"}, call_id=f"{user}-a")
+    d.sipp("reg_once", 5222, b | {"regcseq": "1"}, call_id=f"{user}-b")
+    d.sipp("reg_once", 5221, a | {"regcseq": "2"}, call_id=f"{user}-a")
+    d.sipp("reg_once", 5221, a | {"regcseq": "3", "expires": "0"}, call_id=f"{user}-a")
+    d.sipp("reg_once", 5222, b | {"regcseq": "2", "expires": "0"}, call_id=f"{user}-b")
+
+
+@spec("aorthrottle-two-devices",
+      "AOR throttling: a second device of a registered AOR is relayed so that the main "
+      "registrar authenticates it (DESIGN.md §5.2; OpenSIPS absorbs it); a refresh inside the "
+      "window is absorbed (b); removing one of two devices is answered locally, removing the "
+      "last one is relayed with the aggregate contact at expires 0 (d)",
+      "aor-throttling")
+def _aor_two_devices(d: Driver) -> None:
+    _two_devices(d, "ivan")
+
+
+@spec("aorthrottle-two-devices-opensips",
+      "AOR throttling with compat=opensips: the second device of a registered AOR is absorbed "
+      "without the main registrar ever seeing it (OpenSIPS's choice, issues #2536/#3193); "
+      "removing one of two devices is answered locally, the last one is relayed (d)",
+      "aor-throttling", config={"compat": "opensips"})
+def _aor_two_devices_opensips(d: Driver) -> None:
+    _two_devices(d, "ivan")
+
+
+@spec("aorthrottle-expire",
+      "AOR throttling: a device that stops refreshing leaves silently while another is still "
+      "live (e); when the last one expires we de-register the aggregate contact upstream "
+      "ourselves (its Call-ID, CSeq + 1, a new From tag, expires=0)",
+      "aor-throttling", settle=0.5)
+def _aor_expire(d: Driver) -> None:
+    d.sipp("reg_once", 5223, {"user": "judy", "ctport": "5223", "expires": "5", "regcseq": "1"},
+           call_id="judy-a")
+    d.sipp("reg_once", 5224, {"user": "judy", "ctport": "5224", "expires": "8", "regcseq": "1"},
+           call_id="judy-b")
+    d.sleep(9.0)
+
+
+@spec("aorthrottle-star",
+      "AOR throttling: two devices; a query is answered locally with both (RFC 3261 §10.3 step "
+      "8); removing one of them (Expires: 0, ;expires=0) is answered locally; Contact: * is "
+      "relayed unchanged and its 2xx removes every binding without a de-REGISTER of ours; the "
+      "last query lists none",
+      "aor-throttling")
+def _aor_star(d: Driver) -> None:
+    d.sipp("star_unreg", 5241, {"user": "carol"}, call_id="carol-1", pause_ms=1000)
+
+
+@spec("aorthrottle-window",
+      "AOR throttling with outgoing_expires=20, refreshes of 10 s every 4 s: absorbed while the "
+      "device's binding ends before the aggregate's upstream binding, relayed as soon as it "
+      "would outlive it (b, c); the un-REGISTER of the last contact is relayed (d)",
+      "aor-throttling", config={"outgoing_expires": "20"})
+def _aor_window(d: Driver) -> None:
+    d.sipp("reg_periodic", 5213, {"user": "erin", "ctport": "5213", "expires": "10"},
+           call_id="erin-1", pause_ms=4000)
+
+
+@spec("aorthrottle-auth",
+      "AOR throttling: the 401 challenge passes through untouched and the authenticated "
+      "REGISTER is relayed with the aggregate contact (h); the refresh inside the window is "
+      "absorbed; the un-REGISTER of the last contact is relayed, challenged and relayed again",
+      "aor-throttling")
+def _aor_auth(d: Driver) -> None:
+    d.sipp("reg_auth", 5214, {"user": "secure3", "ctport": "5214", "expires": "60"},
+           call_id="secure3-1", pause_ms=1000, extra_args=("-au", "secure3", "-ap", "secret"))
+
+
+# == requests from the main registrar toward the devices (i) ==================================
+
+def _fork(d: Driver) -> None:
+    d.uas("uas_answer", 5201, {"user": "bob"}, pause_ms=2000)
+    d.uas("uas_busy", 5202, {"user": "bob"}, pause_ms=500)
+    for port, ctport in ((5251, "5201"), (5252, "5202")):
+        d.sipp("reg_once", port, {"user": "bob", "ctport": ctport, "expires": "60",
+                                  "regcseq": "1"}, call_id=f"bob-{ctport}")
+    d.sleep(0.5)
+    d.caller("bob", 5290, call_id="call-1")
+    d.close()  # both devices done (ACK / BYE seen)
+    for port, ctport in ((5251, "5201"), (5252, "5202")):
+        d.sipp("reg_once", port, {"user": "bob", "ctport": ctport, "expires": "0",
+                                  "regcseq": "2"}, call_id=f"bob-{ctport}")
+
+
+@spec("mirror-fork",
+      "mirror: bob's two devices register; the main registrar forks a call to their two ;ctid= "
+      "contacts and we relay each INVITE to its one device (i), Record-Routing ourselves; 180s, "
+      "the 486 of the busy one (ACKed hop by hop) and the 200 of the other go back; ACK and BYE "
+      "follow the Record-Route through us; both un-register",
+      "mirror", settle=0.5)
+def _mirror_fork(d: Driver) -> None:
+    _fork(d)
+
+
+@spec("ctthrottle-fork",
+      "contact throttling: bob's two devices register; the main registrar forks a call to their "
+      "two ;ctid= contacts and we relay each INVITE to its one device (i), Record-Routing "
+      "ourselves; 180s, the busy device's 486 (ACKed hop by hop) and the other's 200 go back; "
+      "ACK and BYE follow the Record-Route; both un-register",
+      "contact-throttling", settle=0.5)
+def _ct_fork(d: Driver) -> None:
+    _fork(d)
+
+
+@spec("aorthrottle-fork",
+      "AOR throttling: bob's two devices register behind one aggregate contact; the main "
+      "registrar sends ONE INVITE to it and we fork it in parallel to both devices (i); the "
+      "busy one's 486 is absorbed (ACKed by us), the 200 of the other goes back and the "
+      "transaction ends; ACK and BYE follow the Record-Route; both un-register",
+      "aor-throttling", settle=0.5)
+def _aor_fork(d: Driver) -> None:
+    _fork(d)
