@@ -3,7 +3,8 @@
 # (a) every live local contact is reachable through a live binding at the main registrar, and that
 #     binding lives at least as long as the contact (so it stays reachable with no further
 #     traffic): contact/mirror modes through the binding carrying its contact id, AOR mode
-#     through the AOR's aggregate binding;
+#     through the AOR's aggregate binding (AORs with a relayed REGISTER in flight are judged
+#     when its answer is in: the main registrar applies a request before we see its 2xx);
 # (b) no binding the main registrar holds for us outlives every local contact it reaches by more
 #     than one retransmission timeout (64*T1), unless our de-REGISTER of it failed (the simulated
 #     registrar refused or lost it, and the core counted it);
@@ -25,7 +26,7 @@ from sansmidreg.sip import SipParseError, Uri, unescape
 from .mainreg import Binding
 from .network import Network
 
-__all__ = ["Invariants", "local_contacts"]
+__all__ = ["Invariants", "local_contacts", "settled_contacts"]
 
 
 def local_contacts(core: MidRegistrar, now: float) -> list[Contact]:
@@ -33,14 +34,26 @@ def local_contacts(core: MidRegistrar, now: float) -> list[Contact]:
     return [c for c in core._ctx.table.contacts() if c.expires_at > now]
 
 
+def settled_contacts(core: MidRegistrar, now: float) -> list[Contact]:
+    """Live contacts of AORs with no relayed REGISTER in flight: while one is, the main
+    registrar may already have applied it (removed or shortened a binding) and the core not yet
+    (its 2xx is on the way), so those AORs are judged once the answer is in."""
+    table = core._ctx.table
+    return [c for c in table.contacts() if c.expires_at > now
+            and (aor := table.aors.get(c.aor)) is not None and aor.pending == 0]
+
+
 @dataclass(slots=True)
 class Invariants:
     """Attach with ``network.hooks.append(inv)``; violations collect in ``violations``."""
 
     tolerance: float = 1e-6
+    """Slack for the network: the main registrar starts a lifetime when a request reaches it,
+    we start ours when its 2xx reaches us, so ours may end up to a round trip later."""
     check_orphans: bool = True
     violations: list[str] = field(default_factory=list)
-    orphan_since: dict[str, float] = field(default_factory=dict)
+    orphan_since: dict[tuple[str, float], float] = field(default_factory=dict)
+    """(binding key, its expiry: one lease) -> when it was first seen reaching nothing."""
     _answers_seen: dict[int, int] = field(default_factory=dict)
 
     def __call__(self, net: Network) -> None:
@@ -68,7 +81,7 @@ class Invariants:
         cfg = net.config
         adv = cfg.advertised_endpoint
         out: dict[str, list[Binding]] = {}
-        for b in net.registrar.live(now):
+        for b in net.registrar.live(now - self.tolerance):  # network delay: see `tolerance`
             try:
                 uri = Uri.parse(b.uri)
             except SipParseError:
@@ -96,7 +109,7 @@ class Invariants:
         now = net.now
         cfg = net.config
         reaching = self._reaching(net, now)
-        for contact in local_contacts(net.core, now):
+        for contact in settled_contacts(net.core, now):
             bindings = reaching.get(self._label(contact, cfg), [])
             if not bindings:
                 self.violations.append(
@@ -115,18 +128,19 @@ class Invariants:
         cfg = net.config
         alive = {self._label(c, cfg) for c in local_contacts(net.core, now)}
         limit = 64 * cfg.t1 + 2 * net.latency + self.tolerance
-        current: set[str] = set()
+        current: set[tuple[str, float]] = set()
         for label, bindings in self._reaching(net, now).items():
             if label in alive:
                 continue
             for b in bindings:
-                current.add(b.key)
-                since = self.orphan_since.setdefault(b.key, now)
+                lease = (b.key, b.expires_at)
+                current.add(lease)
+                since = self.orphan_since.setdefault(lease, now)
                 if now - since > limit and b.key not in net.registrar.failed_deregisters:
                     self.violations.append(
                         f"(b) t={now}: upstream binding {b.uri} (until {b.expires_at}) has "
                         f"reached no local contact since {since}")
-                    self.orphan_since[b.key] = now  # report once per period
+                    self.orphan_since[lease] = now  # report once per period
         for key in list(self.orphan_since):
             if key not in current:
                 del self.orphan_since[key]

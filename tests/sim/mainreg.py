@@ -96,7 +96,11 @@ class SimMainRegistrar:
     seen: list[Seen] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     failed_deregisters: set[str] = field(default_factory=set)
-    """Keys of bindings whose de-REGISTER was refused or lost (all transmissions)."""
+    """Keys of bindings whose de-REGISTER was refused or lost (unless a retransmission of it
+    was answered 2xx later)."""
+    refused_at: list[float] = field(default_factory=list)
+    """When the mid-registrar's de-REGISTERs that were answered >= 300, or lost with every
+    retransmission, first arrived."""
     _plan: deque[Behaviour] = field(default_factory=deque)
     _plan_own: deque[Behaviour] = field(default_factory=deque)
     _txns: dict[str, _Txn] = field(default_factory=dict)
@@ -157,6 +161,11 @@ class SimMainRegistrar:
                 txn.dropped_once = True
                 txn.behaviour = Behaviour.OK
                 txn.response = self._process(req, now, txn.behaviour)
+                if len(req.vias) == 1:
+                    if int(txn.response.split(b" ", 2)[1]) < 300:
+                        self._mark_failed(req, failed=False)
+                    else:
+                        self.refused_at.append(now)
             return txn.response
         own = len(req.vias) == 1
         self._check_shape(req, own)
@@ -164,21 +173,27 @@ class SimMainRegistrar:
         behaviour = plan.popleft() if plan else Behaviour.OK
         txn = self._txns[branch] = _Txn(behaviour)
         if behaviour in (Behaviour.DROP, Behaviour.DROP_FIRST):
-            if behaviour is Behaviour.DROP and own:
+            if own:  # lost, unless a retransmission gets through (DROP_FIRST)
                 self._mark_failed(req)
+                if behaviour is Behaviour.DROP:
+                    self.refused_at.append(now)
             self.seen.append(Seen(at=now, request=req, own=own, status=None))
             return None
         txn.response = self._process(req, now, behaviour)
         status = int(txn.response.split(b" ", 2)[1])
         if own and status >= 300:
             self._mark_failed(req)
+            self.refused_at.append(now)
         self.seen.append(Seen(at=now, request=req, own=own, status=status))
         return txn.response
 
-    def _mark_failed(self, req: Request) -> None:
+    def _mark_failed(self, req: Request, *, failed: bool = True) -> None:
         try:
             for item in req.contacts.items:
-                self.failed_deregisters.add(binding_key(item.uri))
+                if failed:
+                    self.failed_deregisters.add(binding_key(item.uri))
+                else:
+                    self.failed_deregisters.discard(binding_key(item.uri))
         except SipParseError:
             pass
 
@@ -254,6 +269,7 @@ class SimMainRegistrar:
             else:
                 table[key] = Binding(aor=aor, uri=str(item.uri), key=key, call_id=call_id,
                                      cseq=seq, expires_at=now + granted, granted=granted)
+                self.failed_deregisters.discard(key)  # a new lease: judged afresh
         return self._ok(req, aor, now)
 
     def _ok(self, req: Request, aor: str, now: float) -> bytes:

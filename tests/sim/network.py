@@ -146,6 +146,15 @@ class Network:
                 hook(self)
         self.now = to
 
+    def tick(self, when: float) -> list[Action]:
+        """Call ``handle_timer(when)`` directly (events up to ``when`` are delivered first)."""
+        self.advance(when)
+        if self.record:
+            self.inputs.append(Input(kind="timer", now=when))
+        actions = self.core.handle_timer(when)
+        self._execute(actions)
+        return actions
+
     def settle(self, horizon: float = 1.0) -> None:
         """Advance a little (default 1 s): enough for in-flight messages, not for expiries."""
         self.advance(self.now + horizon)
