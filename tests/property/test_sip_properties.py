@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import ipaddress
+import itertools
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -299,7 +300,7 @@ def feed_chunks(data: bytes, cuts: list[int]) -> list[bytes]:
     framer = StreamFramer()
     out: list[bytes] = []
     bounds = [0, *sorted(cuts), len(data)]
-    for a, b in zip(bounds, bounds[1:]):
+    for a, b in itertools.pairwise(bounds):
         out.extend(framer.feed(data[a:b]))
     return out
 
@@ -323,7 +324,7 @@ def test_framer_garbage(raw: bytes, cuts: list[int]) -> None:
     framer = StreamFramer(max_size=300)
     bounds = [0, *sorted(c for c in cuts if c <= len(raw)), len(raw)]
     try:
-        for a, b in zip(bounds, bounds[1:]):
+        for a, b in itertools.pairwise(bounds):
             for framed in framer.feed(raw[a:b]):
                 if framed != KEEPALIVE_PING:
                     check_garbage(framed)

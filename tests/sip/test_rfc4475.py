@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from sansmidreg.sip import (
-    RFC2543_DEFECTS,
     KEEPALIVE_PING,
+    RFC2543_DEFECTS,
     Request,
     Response,
     SipParseError,
@@ -243,9 +243,9 @@ def test_noreason() -> None:  # §3.1.1.13 Empty Reason Phrase
 def test_badinv01() -> None:  # §3.1.2.1 Extraneous Header Field Separators
     m = request("badinv01")
     with pytest.raises(SipParseError) as via:
-        m.top_via
+        m.top_via  # noqa: B018
     with pytest.raises(SipParseError) as contact:
-        m.contacts
+        m.contacts  # noqa: B018
     assert via.value.status == contact.value.status == 400
     assert m.defects() == ("bad-via", "bad-contact")
 
@@ -265,10 +265,10 @@ def test_ncl() -> None:  # §3.1.2.3 Negative Content-Length
 def test_scalar02() -> None:  # §3.1.2.4 Request Scalar Fields with Overlarge Values
     m = request("scalar02")
     with pytest.raises(SipParseError) as cseq:
-        m.cseq  # 36893488147419103232 > 2**32-1
+        m.cseq  # 36893488147419103232 > 2**32-1  # noqa: B018
     assert cseq.value.status == 400
     with pytest.raises(SipParseError):
-        m.max_forwards  # 300 > 255
+        m.max_forwards  # 300 > 255  # noqa: B018
     assert m.expires == 2**32 - 1  # saturated: the registrar clamps it to its maximum
     assert m.contacts.items[0].expires_seconds == 2**32 - 1
     assert m.defects() == ("bad-cseq", "bad-max-forwards")
@@ -278,7 +278,7 @@ def test_scalarlg() -> None:  # §3.1.2.5 Response Scalar Fields with Overlarge 
     m = response("scalarlg")
     assert m.status == 503
     with pytest.raises(SipParseError):
-        m.cseq
+        m.cseq  # noqa: B018
     assert m.get("retry-after") == "949302838503028349304023988"  # kept raw
     assert m.get("warning") == '1812 overture "In Progress"'
     assert m.defects() == ("bad-cseq",)
@@ -287,7 +287,7 @@ def test_scalarlg() -> None:  # §3.1.2.5 Response Scalar Fields with Overlarge 
 def test_quotbal() -> None:  # §3.1.2.6 Unterminated Quoted String in Display Name
     m = request("quotbal")
     with pytest.raises(SipParseError) as err:
-        m.to
+        m.to  # noqa: B018
     assert err.value.status == 400
     assert m.defects() == ("bad-to",)
 
@@ -296,7 +296,7 @@ def test_ltgtruri() -> None:  # §3.1.2.7 <> Enclosing Request-URI
     m = request("ltgtruri")
     assert m.uri_text == "<sip:user@example.com>"
     with pytest.raises(SipParseError) as err:
-        m.uri
+        m.uri  # noqa: B018
     assert err.value.status == 400
     assert m.defects() == ("bad-request-uri", "rfc2543-branch")
 
@@ -317,7 +317,7 @@ def test_trws() -> None:  # §3.1.2.10 SP Characters at End of Request-Line
 def test_escruri() -> None:  # §3.1.2.11 Escaped Headers in SIP Request-URI
     m = request("escruri")
     with pytest.raises(SipParseError) as err:
-        m.uri
+        m.uri  # noqa: B018
     assert err.value.status == 400
     uri = Uri.parse(m.uri_text)  # a liberal element could drop the headers, never apply them
     assert uri.headers == (("Route", "%3Csip:example.com%3E"),)
@@ -335,7 +335,7 @@ def test_baddate() -> None:  # §3.1.2.12 Invalid Time Zone in Date Header Field
 def test_regbadct() -> None:  # §3.1.2.13 Failure to Enclose name-addr URI in <>
     m = request("regbadct")
     with pytest.raises(SipParseError) as err:
-        m.contacts
+        m.contacts  # noqa: B018
     assert err.value.status == 400
     assert m.defects() == ("bad-contact",)
 
@@ -344,7 +344,7 @@ def test_badaspec() -> None:  # §3.1.2.14 Spaces within addr-spec
     m = request("badaspec")
     assert m.from_.display_name == "Bell, Alexander"  # the quoted comma is fine
     with pytest.raises(SipParseError) as err:
-        m.to  # "< sip:t.watson@example.org >"
+        m.to  # "< sip:t.watson@example.org >"  # noqa: B018
     assert err.value.status == 400
     assert m.defects() == ("bad-to",)
 
@@ -354,9 +354,9 @@ def test_baddn() -> None:  # §3.1.2.15 Non-token Characters in Display Name
     assert data.endswith(b"l: 0\r\n")  # the archive has no empty line after the headers
     m = request("baddn")
     with pytest.raises(SipParseError):
-        m.from_
+        m.from_  # noqa: B018
     with pytest.raises(SipParseError):
-        m.to
+        m.to  # noqa: B018
     assert m.defects() == ("bad-from", "bad-to")
     assert m.serialize() == data + b"\r\n"
 
@@ -403,7 +403,7 @@ def test_insuf() -> None:  # §3.3.1 Missing Required Header Fields
 def test_unkscm() -> None:  # §3.3.2 Request-URI with Unknown Scheme
     m = request("unkscm")
     with pytest.raises(SipParseError) as err:
-        m.uri
+        m.uri  # noqa: B018
     assert err.value.status == 416
     uri = Uri.parse(m.uri_text)
     assert (uri.scheme, uri.opaque, uri.is_sip) == (
@@ -415,7 +415,7 @@ def test_unkscm() -> None:  # §3.3.2 Request-URI with Unknown Scheme
 def test_novelsc() -> None:  # §3.3.3 Request-URI with Known but Atypical Scheme
     m = request("novelsc")
     with pytest.raises(SipParseError) as err:
-        m.uri
+        m.uri  # noqa: B018
     assert err.value.status == 416
     assert Uri.parse(m.uri_text).scheme == "soap.beep"
     assert m.defects() == ("unsupported-uri-scheme",)

@@ -93,8 +93,8 @@ def test_uri_opaque(text: str) -> None:
     "sip:%61lice@atlanta.com;maddr=239.255.255.1;ttl=15",
     "sip:atlanta.com;method=REGISTER?to=alice%40atlanta.com",
     "sip:alice;day=tuesday@atlanta.com", "sip:user;par=u%40example.net@example.com",
-    "sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too."
-    "(doesn't-it)@example.com",
+    ("sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too."
+    "(doesn't-it)@example.com"),
     "sip:[2001:db8::10]:5070;maddr=[2001:db8::1]", "sip:alice@example.com;ob;+sip.x=[::1]",
     "sip:alice@example.com?Route=%3Csip:sip.example.com%3E",
 ])

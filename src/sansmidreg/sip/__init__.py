@@ -18,7 +18,8 @@ from ._grammar import (
     unescape,
     unquote,
 )
-from ._message import Header, Message, Request, Response, parse_message, reason_phrase
+from ._message import Header, Message, Request, Response, reason_phrase
+from ._parse import parse_message
 from ._uri import Uri, parse_host_port
 from ._values import ContactList, CSeq, NameAddr, Via
 

@@ -15,11 +15,20 @@ __all__ = ["make_request", "make_response"]
 _COPIED = frozenset(("via", "from", "to", "call-id", "cseq"))
 
 
+_LABELS: dict[str, tuple[str, str]] = {}
+"""Header names as given by callers -> (canonical key, label written); a bounded memo."""
+
+
 def _line(name: str, value: str) -> Header:
     if "\r" in value or "\n" in value:
         raise ValueError(f"header value contains a line break: {value[:40]!r}")
-    key = canonical_name(name)
-    return (key, value, f"{_label(name, key)}: {value}")
+    known = _LABELS.get(name)
+    if known is None:
+        key = canonical_name(name)
+        known = (key, _label(name, key))
+        if len(_LABELS) < 1024:
+            _LABELS[name] = known
+    return (known[0], value, f"{known[1]}: {value}")
 
 
 def _has_to_tag(request: Request) -> bool:
@@ -36,7 +45,8 @@ def make_response(request: Request, status: int, reason: str | None = None, *,
     """A response to ``request``. The Via lines are copied as they are on the request (so a
     received/rport the caller added to the top Via is kept); a To tag is added when ``to_tag``
     is given, the status is not 100 and the To header has none. ``headers`` come after CSeq, in
-    order. Works on requests whose From/To/CSeq do not parse (the lines are copied as they are)."""
+    order. Works on requests whose From/To/CSeq do not parse (the lines are copied as they are).
+    The wire bytes are computed here (``serialize()`` returns them)."""
     out = [h for h in request.headers if h[0] in _COPIED]
     if to_tag is not None and status != 100 and not _has_to_tag(request):
         for i, (key, value, raw) in enumerate(out):
@@ -46,8 +56,16 @@ def make_response(request: Request, status: int, reason: str | None = None, *,
                 break
     for name, value in headers:
         out.append(_line(name, value))
-    out.append(("content-length", str(len(body)), f"Content-Length: {len(body)}"))
-    return Response(status, reason or reason_phrase(status), tuple(out), body)
+    length = str(len(body))
+    out.append(("content-length", length, "Content-Length: " + length))
+    reason = reason or reason_phrase(status)
+    if "\r" in reason or "\n" in reason:
+        raise ValueError(f"reason phrase contains a line break: {reason[:40]!r}")
+    response = Response(status, reason, tuple(out), body)
+    start = f"SIP/2.0 {status} {reason}"
+    response._raw = "\r\n".join([start, *[h[2] for h in out], "", ""]).encode(
+        "utf-8", "surrogateescape") + body
+    return response
 
 
 def make_request(method: str, uri: str, headers: Iterable[tuple[str, str]],

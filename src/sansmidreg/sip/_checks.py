@@ -69,7 +69,7 @@ def _single(msg: Message, out: list[str], key: str, flag: str,
         if required:
             out.append("missing-" + flag)
         return False
-    if msg._dups is not None and key in msg._dups:
+    if msg._rep and key in msg._dupset():
         out.append("duplicate-" + flag)
         return False
     if _fails(access):
@@ -86,7 +86,7 @@ def message_defects(msg: Message) -> tuple[str, ...]:
     method = msg.method if isinstance(msg, Request) else None
     if isinstance(msg, Request):
         try:
-            msg.uri
+            _ = msg.uri
         except SipParseError as exc:
             out.append("unsupported-uri-scheme" if exc.status == 416 else "bad-request-uri")
     if not msg.has("via"):
@@ -114,8 +114,7 @@ def message_defects(msg: Message) -> tuple[str, ...]:
     try:
         contacts = msg.contacts
         for c in contacts.items:
-            c.q  # noqa: B018 - validates
-            c.expires_seconds  # noqa: B018 - validates
+            _ = (c.q, c.expires_seconds)  # validates them
     except SipParseError:
         out.append("bad-contact")
     else:

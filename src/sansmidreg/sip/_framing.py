@@ -22,7 +22,7 @@ class StreamFramer:
     """Split a byte stream into SIP messages (each ``bytes`` ready for
     ``parse_message(data, stream=True)``) and keep-alive pings."""
 
-    __slots__ = ("_buf", "_max_size", "_failed", "_scanned", "_total")
+    __slots__ = ("_buf", "_failed", "_max_size", "_scanned", "_total")
 
     def __init__(self, max_size: int = 65535) -> None:
         self._buf = bytearray()

@@ -22,36 +22,18 @@ from ._grammar import DISPLAY_NAMES, canonical_name, split_commas, split_list
 from ._uri import Uri
 from ._values import ContactList, CSeq, NameAddr, Via, parse_cseq_number
 
-__all__ = ["Header", "Message", "Request", "Response", "parse_message", "reason_phrase"]
+__all__ = ["Header", "Message", "Request", "Response", "reason_phrase"]
 
 Header = tuple[str, str, str]
 """(canonical lower-case name, unfolded value, raw line as on the wire)."""
 
-_LINE_SPLIT: Final = re.compile(r"\r?\n")
-_EMPTY_LINE: Final = re.compile(rb"\r?\n\r?\n")
 _TOKEN: Final = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+\Z")
 # callid = word [ "@" word ] (§25.1)
 _WORD: Final = r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+"
 _CALL_ID: Final = re.compile(f"{_WORD}(?:@{_WORD})?\\Z")
-_NAMES: dict[str, str] = {}
-"""Header names as written on the wire -> canonical key; a bounded memo of _header_key."""
 _MAX_U32: Final = 2**32 - 1
 _KEY: Final = itemgetter(0)
 _RAW: Final = itemgetter(2)
-_METHODS: Final = frozenset({"REGISTER", "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "PRACK",
-                             "SUBSCRIBE", "NOTIFY", "PUBLISH", "INFO", "REFER", "MESSAGE",
-                             "UPDATE"})
-
-
-def _header_key(name: str) -> str:
-    """Validate a header name (with any whitespace before the colon) and canonicalise it."""
-    stripped = name.rstrip(" \t")
-    if not _TOKEN.match(stripped):
-        raise SipParseError(f"bad header name {stripped[:30]!r}")
-    key = canonical_name(stripped)
-    if len(_NAMES) < 4096:
-        _NAMES[name] = key
-    return key
 
 
 _DEFAULT_REASONS: Final = {
@@ -102,8 +84,20 @@ def _delta_seconds(value: str, label: str) -> int:
 class Message:
     """Common part of Request and Response: headers, body, typed accessors, edits."""
 
-    __slots__ = ("headers", "body", "_raw", "_idx", "_dups", "_via", "_from", "_to", "_cseq",
-                 "_contacts", "_cache")
+    __slots__ = (
+        "_cache",
+        "_contacts",
+        "_cseq",
+        "_dups",
+        "_from",
+        "_idx",
+        "_raw",
+        "_rep",
+        "_to",
+        "_via",
+        "body",
+        "headers",
+    )
 
     headers: tuple[Header, ...]
     body: bytes
@@ -112,8 +106,9 @@ class Message:
         self.headers = headers
         self.body = body
         self._raw: bytes | None = None
-        self._idx: dict[str, str] | None = None
-        self._dups: frozenset[str] | None = None
+        self._idx: dict[str, str] | None = None  # first value of each header key
+        self._rep = False  # some header key has more than one line
+        self._dups: frozenset[str] | None = None  # keys whose lines disagree (computed lazily)
         self._via: Via | None = None
         self._from: NameAddr | None = None
         self._to: NameAddr | None = None
@@ -156,29 +151,34 @@ class Message:
 
     # -- typed, cached accessors (raise SipParseError when missing or malformed) ---------------
     def _index(self) -> dict[str, str]:
-        """First value of every header key. ``_dups`` becomes None when no key repeats, else the
-        keys whose lines disagree."""
+        """First value of every header key (parse_message builds it; edited messages here)."""
         idx = self._idx
         if idx is None:
             headers = self.headers
-            idx = {k: v for k, v, _ in reversed(headers)}
-            if len(idx) != len(headers):
-                self._dups = frozenset(k for k, v, _ in headers if idx[k] != v)
-            self._idx = idx
+            idx = self._idx = {k: v for k, v, _ in reversed(headers)}
+            self._rep = len(idx) != len(headers)
         return idx
+
+    def _dupset(self) -> frozenset[str]:
+        """The header keys whose lines disagree."""
+        dups = self._dups
+        if dups is None:
+            idx = self._idx or self._index()
+            dups = self._dups = frozenset(
+                k for k, v, _ in self.headers if idx[k] != v) if self._rep else frozenset()
+        return dups
 
     def _lines(self, key: str) -> list[str]:
         """Every value of the lines called ``key`` (canonical), in order."""
-        idx = self._idx or self._index()
-        if self._dups is None:
-            value = idx.get(key)
+        value = (self._idx or self._index()).get(key)
+        if not self._rep:
             return [] if value is None else [value]
         return [v for k, v, _ in self.headers if k == key]
 
     def _single(self, key: str, label: str) -> str | None:
         """The value of a header that may appear once (identical repeats tolerated)."""
         value = (self._idx or self._index()).get(key)
-        if value is not None and self._dups is not None and key in self._dups:
+        if value is not None and self._rep and key in self._dupset():
             raise SipParseError(f"more than one {label} header")  # RFC 4475 §3.3.8
         return value
 
@@ -221,7 +221,7 @@ class Message:
         value = self._from
         if value is None:
             text = (self._idx or self._index()).get("from")
-            if text is None or self._dups is not None:
+            if text is None or self._rep:
                 text = self._required("from", "From")
             self._from = value = NameAddr.parse(text)
         return value
@@ -231,7 +231,7 @@ class Message:
         value = self._to
         if value is None:
             text = (self._idx or self._index()).get("to")
-            if text is None or self._dups is not None:
+            if text is None or self._rep:
                 text = self._required("to", "To")
             self._to = value = NameAddr.parse(text)
         return value
@@ -240,7 +240,7 @@ class Message:
     def call_id(self) -> str:
         """The Call-ID (§20.8: ``word ["@" word]``, compared case-sensitively)."""
         value = (self._idx or self._index()).get("call-id")
-        if value is None or self._dups is not None:
+        if value is None or self._rep:
             value = self._required("call-id", "Call-ID")
         if not _CALL_ID.match(value):
             raise SipParseError("bad Call-ID")
@@ -251,7 +251,7 @@ class Message:
         value = self._cseq
         if value is None:
             text = (self._idx or self._index()).get("cseq")
-            if text is None or self._dups is not None:
+            if text is None or self._rep:
                 text = self._required("cseq", "CSeq")
             self._cseq = value = CSeq.parse(text)
         return value
@@ -262,11 +262,13 @@ class Message:
         value = self._contacts
         if value is None:
             line = (self._idx or self._index()).get("contact")
-            if self._dups is None:
-                lines = [] if line is None else [line]
+            if line and not self._rep and line != "*" and "," not in line:
+                value = object.__new__(ContactList)  # the usual case: one address
+                value._star = False
+                value._items = (NameAddr.parse(line),)
             else:
-                lines = self._lines("contact")
-            self._contacts = value = ContactList.parse_values(lines)
+                value = ContactList.parse_values(self._lines("contact"))
+            self._contacts = value
         return value
 
     @property
@@ -275,7 +277,7 @@ class Message:
         value = (self._idx or self._index()).get("expires")
         if value is None:
             return None
-        if self._dups is not None:
+        if self._rep:
             self._single("expires", "Expires")
         if len(value) < 10 and value.isdigit() and value.isascii():
             return int(value)
@@ -327,7 +329,7 @@ class Message:
     @property
     def content_length(self) -> int | None:
         """The Content-Length header as received (checked at parse time), None when absent."""
-        value = self._index().get("content-length")
+        value = (self._idx or self._index()).get("content-length")
         return None if value is None else _delta_seconds(value, "Content-Length")
 
     def defects(self) -> tuple[str, ...]:
@@ -480,6 +482,7 @@ class Request(Message):
         self.body = body
         self._raw = None
         self._idx = None
+        self._rep = False
         self._dups = None
         self._via = self._from = self._to = None
         self._cseq = None
@@ -527,7 +530,7 @@ class Request(Message):
 class Response(Message):
     """A SIP response."""
 
-    __slots__ = ("status", "reason", "version")
+    __slots__ = ("reason", "status", "version")
 
     def __init__(self, status: int, reason: str, headers: tuple[Header, ...],
                  body: bytes = b"", version: str = "SIP/2.0") -> None:
@@ -535,6 +538,7 @@ class Response(Message):
         self.body = body
         self._raw = None
         self._idx = None
+        self._rep = False
         self._dups = None
         self._via = self._from = self._to = None
         self._cseq = None
@@ -554,155 +558,3 @@ class Response(Message):
     def with_status(self, status: int, reason: str | None = None) -> Self:
         return type(self)(status, _check_value(reason or reason_phrase(status)), self.headers,
                           self.body, self.version)
-
-
-def _split_head(data: bytes, start: int) -> tuple[bytes, bytes]:
-    """(header section, rest) at the first empty line (CRLF CRLF, or bare LF LF)."""
-    end = data.find(b"\r\n\r\n", start)
-    if end >= 0 and data.find(b"\n\n", start, end) < 0:
-        return data[start:end], data[end + 4:]
-    # bare LF line ends somewhere (§7.5: be liberal): the first line end followed by a line end
-    m = _EMPTY_LINE.search(data, start)
-    if m is None:
-        return data[start:].rstrip(b"\r\n"), b""  # no empty line: all headers (RFC 4475 baddn)
-    return data[start:m.start()], data[m.end():]
-
-
-def _check_nul(head: bytes) -> None:
-    """A NUL octet is only allowed as a quoted-pair (``\\`` NUL, RFC 4475 §3.1.1.2)."""
-    i = head.find(b"\x00")
-    while i >= 0:
-        if i == 0 or head[i - 1] != 0x5C:
-            raise SipParseError("NUL byte in the header section")
-        i = head.find(b"\x00", i + 1)
-
-
-def _content_length(values: list[str]) -> int | None:
-    value: int | None = None
-    for text in values:
-        if not text.isdigit() or not text.isascii():
-            raise SipParseError(f"bad Content-Length {text[:20]!r}")  # RFC 4475 §3.1.2.3
-        n = parse_cseq_number(text)
-        if n is None:
-            raise SipParseError("Content-Length too large")
-        if value is not None and value != n:
-            raise SipParseError("conflicting Content-Length headers")  # RFC 4475 §3.3.9
-        value = n
-    return value
-
-
-def parse_message(data: bytes, *, max_size: int = 65535, max_headers: int = 256,
-                  stream: bool = False) -> Request | Response:
-    """Parse one SIP message.
-
-    For a datagram (``stream=False``) a Content-Length shorter than the remaining bytes truncates
-    the body (RFC 3261 §18.3, RFC 4475 §3.1.1.8) and a larger one is an error (§3.1.2.2); a
-    missing one means "the rest". With ``stream=True`` (bytes framed by StreamFramer)
-    Content-Length is required when there is a body.
-    Returns Request | Response; raises SipParseError (and nothing else) with the status a server
-    should answer: 505 for another SIP version, 513 over ``max_size`` / ``max_headers``, else 400.
-    """
-    if len(data) > max_size:
-        raise SipParseError("message too large", 513)
-    start = 0
-    if data[:1] in b"\r\n":
-        if not data:
-            raise SipParseError("empty message")
-        while data.startswith(b"\r\n", start) or data.startswith(b"\n", start):
-            start += 2 if data[start] == 13 else 1  # §7.5: skip CRLFs before the start line
-    end = data.find(b"\r\n\r\n", start)
-    if end > start:
-        head_bytes, body = data[start:end], data[end + 4:]
-    else:
-        head_bytes, body = _split_head(data, start)
-    text = head_bytes.decode("utf-8", "surrogateescape")
-    lines = text.split("\r\n")
-    n = len(lines) - 1
-    crlf_only = text.count("\n") == n
-    if not crlf_only:  # bare LF line ends (§7.5: be liberal); maybe an earlier empty line
-        head_bytes, body = _split_head(data, start)
-        text = head_bytes.decode("utf-8", "surrogateescape")
-        lines = _LINE_SPLIT.split(text)
-        n = len(lines) - 1
-        if any("\r" in line for line in lines):
-            raise SipParseError("bare CR in the header section")
-    elif text.count("\r") != n:
-        raise SipParseError("bare CR in the header section")
-    if not text:
-        raise SipParseError("empty message")
-    if "\x00" in text:
-        _check_nul(head_bytes)
-    if n > max_headers:
-        raise SipParseError("too many header lines", 513)
-    first = lines[0]
-    names = _NAMES
-    headers: list[Header] | None
-    try:  # the usual case: known header names, no folding, every line has a colon
-        headers = [(names[name], value.strip(" \t"), line) for line in lines[1:]
-                   for name, colon, value in (line.partition(":"),) if colon]
-        if len(headers) != n:
-            headers = None
-    except KeyError:
-        headers = None
-    if headers is None:
-        headers = _split_headers(lines)
-    cl_lines = ([v for k, v, _ in headers if k == "content-length"]
-                if "content-length" in map(_KEY, headers) else None)
-    cl_value = _content_length(cl_lines) if cl_lines else None
-    if cl_value is None:
-        if stream and body:
-            raise SipParseError("Content-Length required on a stream transport")
-    elif cl_value > len(body):
-        raise SipParseError("Content-Length larger than the message body")
-    elif cl_value < len(body):
-        body = body[:cl_value]
-
-    msg: Request | Response
-    if first[:1] in "Ss" and first[:4].upper() == "SIP/":
-        version, _, rest = first.partition(" ")
-        code, _, reason = rest.partition(" ")
-        if version.upper() != "SIP/2.0":
-            raise SipParseError(f"unsupported SIP version {version[:20]!r}", 505)
-        if len(code) != 3 or not code.isdigit() or not code.isascii() or not "1" <= code[0] <= "6":
-            raise SipParseError(f"bad status code {code[:10]!r}")  # RFC 4475 §3.1.2.19
-        msg = Response(int(code), reason, tuple(headers), body, version)
-    else:
-        parts = first.split(" ")
-        if len(parts) != 3 or not all(parts):
-            raise SipParseError("bad request line")  # RFC 4475 §3.1.2.8-10
-        method, uri_text, version = parts
-        if method not in _METHODS and not _TOKEN.match(method):
-            raise SipParseError(f"bad method {method[:20]!r}")
-        if version != "SIP/2.0" and version.upper() != "SIP/2.0":
-            if version[:4].upper() == "SIP/":
-                raise SipParseError(f"unsupported SIP version {version[:20]!r}", 505)
-            raise SipParseError("bad request line")
-        msg = Request(method, uri_text, tuple(headers), body, version)
-    if (crlf_only and start == 0 and cl_value == len(body) and len(cl_lines or ()) == 1
-            and len(data) == len(head_bytes) + 4 + len(body)):
-        msg._raw = data  # nothing to fix: re-emit exactly the bytes that arrived
-    return msg
-
-
-def _split_headers(lines: list[str]) -> list[Header]:
-    """The general header-line splitter: folding (§7.3.1), LWS before the colon, new names."""
-    headers: list[Header] = []
-    for line in lines[1:]:
-        if not line:
-            raise SipParseError("empty line inside the header section")
-        if line[0] in " \t":  # continuation of a folded line (§7.3.1)
-            if not headers:
-                raise SipParseError("folded line before the first header")
-            prev, value, raw = headers[-1]
-            more = line.strip(" \t")
-            headers[-1] = (prev, f"{value} {more}" if value and more else value or more,
-                           raw + "\r\n" + line)
-            continue
-        name, colon, value = line.partition(":")
-        if not colon:
-            raise SipParseError(f"header line without ':' ({line[:30]!r})")
-        key = _NAMES.get(name)
-        if key is None:
-            key = _header_key(name)
-        headers.append((key, value.strip(" \t"), line))
-    return headers

@@ -35,11 +35,12 @@ _MUST_MATCH: Final = ("user", "ttl", "method", "maddr", "transport")
 _new = tuple.__new__
 
 # -- the fast path: sip(s):[user@]host[:port][;params] with plain characters only ----------------
-# (possessive quantifiers: none of these classes can backtrack usefully; the host may end in '-'
-# here, which callers reject by falling back to the general parser)
+# (possessive quantifiers: none of these classes can backtrack usefully; the port alternatives
+# accept exactly 0..65535 without leading zeros, which the general parser handles)
 _F_USER: Final = r"[A-Za-z0-9\-_.!~*'()&=+$,]++"
-F_HOST: Final = r"[A-Za-z0-9][A-Za-z0-9\-.]*+"
-F_PORT: Final = r"(?::([0-9]{1,5}))?"
+F_HOST: Final = r"[A-Za-z0-9][A-Za-z0-9\-.]*+(?<!-)"
+F_PORT: Final = (r"(?::(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}"
+                 r"|[0-9]{1,4}))?")
 _F_PCHAR: Final = r"[A-Za-z0-9\-_.!~*'()\[\]/:&+$]++"
 _F_PARAMS: Final = f"(?:;{_F_PCHAR}(?:={_F_PCHAR})?)*+"
 SIP_URI_FAST: Final = f"(sips?):(?:({_F_USER})@)?({F_HOST}){F_PORT}({_F_PARAMS})"
@@ -175,10 +176,8 @@ class Uri(NamedTuple):
         m = _FAST.match(text)
         if m is not None:
             scheme, user, host, port, ptext = m.groups()
-            pnum = int(port) if port else None
-            if host[-1] != "-" and (pnum is None or pnum <= 65535):
-                return _new(cls, (scheme, user, None, host, pnum,
-                                  simple_params(ptext) if ptext else (), (), None))
+            return _new(cls, (scheme, user, None, host, int(port) if port else None,
+                              simple_params(ptext) if ptext else (), (), None))
         return cls.parse_general(text)
 
     @classmethod

@@ -135,25 +135,20 @@ class NameAddr(NamedTuple):
         m = _NAME_ADDR_FAST.match(text)
         if m is not None:
             quoted, words, scheme, user, host, port, up, hp, hname, hvalue, hrest = m.groups()
-            pnum = int(port) if port else None
-            if host[-1] != "-" and (pnum is None or pnum <= 65535):
-                uri = _new(Uri, (scheme, user, None, host, pnum,
-                                 simple_params(up) if up else (), (), None))
-                if hp is None:
-                    params: Params = ()
-                elif not hrest:
-                    params = ((hname.lower(), hvalue),)
-                else:
-                    params = _header_params(hp, hname, hvalue, hrest)
-                return _new(cls, (uri, quoted or words, params, True))
-        else:
-            m = _ADDR_SPEC_FAST.match(text)
-            if m is not None:
-                scheme, user, host, port, hp, hname, hvalue, hrest = m.groups()
-                pnum = int(port) if port else None
-                if host[-1] != "-" and (pnum is None or pnum <= 65535):
-                    uri = _new(Uri, (scheme, user, None, host, pnum, (), (), None))
-                    return _new(cls, (uri, None, _header_params(hp, hname, hvalue, hrest), False))
+            uri = _new(Uri, (scheme, user, None, host, int(port) if port else None,
+                             simple_params(up) if up else (), (), None))
+            if hp is None:
+                params: Params = ()
+            elif not hrest:
+                params = ((hname.lower(), hvalue),)
+            else:
+                params = _header_params(hp, hname, hvalue, hrest)
+            return _new(cls, (uri, quoted or words, params, True))
+        m = _ADDR_SPEC_FAST.match(text)
+        if m is not None:
+            scheme, user, host, port, hp, hname, hvalue, hrest = m.groups()
+            uri = _new(Uri, (scheme, user, None, host, int(port) if port else None, (), (), None))
+            return _new(cls, (uri, None, _header_params(hp, hname, hvalue, hrest), False))
         return cls.parse_general(text)
 
     @classmethod
@@ -296,10 +291,13 @@ class Via(NamedTuple):
         m = _VIA_FAST.match(text)
         if m is not None:
             transport, host, port, hp, hname, hvalue, hrest = m.groups()
-            pnum = int(port) if port else None
-            if host[-1] != "-" and (pnum is None or pnum <= 65535):
-                return _new(cls, (transport, host, pnum,
-                                  _header_params(hp, hname, hvalue, hrest), "SIP/2.0"))
+            if hp is None:
+                params: Params = ()
+            elif not hrest:
+                params = ((hname.lower(), hvalue),)
+            else:
+                params = _header_params(hp, hname, hvalue, hrest)
+            return _new(cls, (transport, host, int(port) if port else None, params, "SIP/2.0"))
         return cls.parse_general(text)
 
     @classmethod
@@ -383,7 +381,8 @@ class CSeq(NamedTuple):
         §3.1.2.4). Leading zeros and LWS between the parts are allowed (§3.1.1.1)."""
         m = _CSEQ_FAST.match(text)
         if m is not None:
-            return _new(cls, (int(m.group(1)), m.group(2)))
+            seq, method = m.groups()
+            return _new(cls, (int(seq), method))
         m = _CSEQ.match(text.strip())
         if m is None:
             raise SipParseError(f"bad CSeq {text[:40]!r}")
@@ -410,7 +409,7 @@ class ContactList:
     Immutable (read-only ``star`` and ``items``). Iterating (and ``len``) goes over ``items``;
     it is true when there is ``*`` or an address."""
 
-    __slots__ = ("_star", "_items")
+    __slots__ = ("_items", "_star")
 
     def __init__(self, *, star: bool = False, items: tuple[NameAddr, ...] = ()) -> None:
         self._star = star
