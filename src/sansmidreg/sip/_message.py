@@ -126,11 +126,7 @@ class Message:
     # -- raw header access ---------------------------------------------------------------------
     def get(self, name: str) -> str | None:
         """The value of the first header line called ``name`` (any case, compact form ok)."""
-        key = canonical_name(name)
-        for k, value, _ in self.headers:
-            if k == key:
-                return value
-        return None
+        return (self._idx or self._index()).get(canonical_name(name))
 
     def get_all(self, name: str) -> list[str]:
         """The values of every header line called ``name``, in order."""
@@ -146,8 +142,7 @@ class Message:
         return out
 
     def has(self, name: str) -> bool:
-        key = canonical_name(name)
-        return any(k == key for k, _, _ in self.headers)
+        return canonical_name(name) in (self._idx or self._index())
 
     # -- typed, cached accessors (raise SipParseError when missing or malformed) ---------------
     def _index(self) -> dict[str, str]:

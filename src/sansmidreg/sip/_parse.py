@@ -130,13 +130,16 @@ def parse_message(data: bytes, *, max_size: int = 65535, max_headers: int = 256,
     idx = {k: v for k, v, _ in reversed(headers)}  # what the typed accessors look up
     rep = len(idx) != len(headers)
     cl_text = idx.get("content-length")
+    cl_value: int | None
     if cl_text is None:
         cl_lines = None
-    elif rep:
-        cl_lines = [v for k, v, _ in headers if k == "content-length"]
-    else:
+        cl_value = None
+    elif not rep and len(cl_text) < 10 and cl_text.isdigit() and cl_text.isascii():
         cl_lines = [cl_text]
-    cl_value = _content_length(cl_lines) if cl_lines else None
+        cl_value = int(cl_text)
+    else:
+        cl_lines = [v for k, v, _ in headers if k == "content-length"]
+        cl_value = _content_length(cl_lines)
     if cl_value is None:
         if stream and body:
             raise SipParseError("Content-Length required on a stream transport")
