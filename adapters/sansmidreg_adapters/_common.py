@@ -10,11 +10,13 @@ from __future__ import annotations
 import dataclasses
 import enum
 import logging
+import socket
 import ssl
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Generic, TextIO, TypeVar
+from typing import Final, Generic, Protocol, TextIO, TypeVar
 
 from sansmidreg import (
     Action,
@@ -41,6 +43,7 @@ __all__ = [
     "config_pairs",
     "format_stats",
     "listen_endpoints",
+    "size_buffers",
 ]
 
 LOG = logging.getLogger("sansmidreg")
@@ -71,12 +74,30 @@ class ServerOptions:
     send_queue: int = 256
     """Messages queued per connection before further sends to it are dropped."""
     socket_buffer: int = 8 * 1024 * 1024
-    """SO_RCVBUF / SO_SNDBUF asked for on UDP sockets (the kernel may cap it)."""
+    """UDP socket buffers asked for (SO_RCVBUF/SO_SNDBUF, forced past the system cap when
+    privileged)."""
     stats_interval: float = 0.0
     """Log the statistics every so many seconds (0: never; SIGUSR1 still works in the CLI)."""
     drain_timeout: float = 2.0
     """On stop: how long queued TCP/TLS output may take to flush before sockets close."""
     recorder: TraceRecorder | None = None
+
+
+class _Socket(Protocol):
+    def setsockopt(self, level: int, option: int, value: int, /) -> None: ...
+
+
+# Linux: SO_RCVBUFFORCE / SO_SNDBUFFORCE pass net.core.[rw]mem_max when we may (CAP_NET_ADMIN)
+_FORCE: Final = {socket.SO_RCVBUF: 33, socket.SO_SNDBUF: 32} if sys.platform == "linux" else {}
+
+
+def size_buffers(sock: _Socket, size: int) -> None:
+    """Ask for large UDP buffers (bursts of REGISTERs must not overflow them)."""
+    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, _FORCE[option], size)
+        except (KeyError, OSError):  # not Linux, or not privileged: the kernel caps this one
+            sock.setsockopt(socket.SOL_SOCKET, option, size)
 
 
 def listen_endpoints(core: MidRegistrar, options: ServerOptions) -> tuple[Endpoint, ...]:

@@ -25,7 +25,7 @@ from sansmidreg import SendUpstream, Transport
 from sansmidreg.sip import KEEPALIVE_PING, SipParseError, StreamFramer
 
 from ._common import Driver, Flows, ListenError, ServerOptions, describe_bind_error
-from ._common import listen_endpoints
+from ._common import listen_endpoints, size_buffers
 
 __all__ = ["AnyioServer"]
 
@@ -114,8 +114,7 @@ class AnyioServer:
                                                      local_port=ep.port)
                 socks.append(sock)
                 raw = sock.extra(SocketAttribute.raw_socket)
-                for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-                    raw.setsockopt(socket.SOL_SOCKET, opt, self.options.socket_buffer)
+                size_buffers(raw, self.options.socket_buffer)
                 self._udp.setdefault(family, sock)
                 port: int = sock.extra(SocketAttribute.local_port)
             else:

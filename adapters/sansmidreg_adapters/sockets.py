@@ -21,7 +21,7 @@ from sansmidreg import SendUpstream, Transport
 from sansmidreg.sip import KEEPALIVE_PING, SipParseError, StreamFramer
 
 from ._common import Driver, Flows, ListenError, ServerOptions, describe_bind_error
-from ._common import listen_endpoints
+from ._common import listen_endpoints, size_buffers
 
 __all__ = ["SocketServer"]
 
@@ -47,8 +47,12 @@ class _Conn:
         self.connecting = connecting
 
 
+_V4: Final = socket.AF_INET
+_V6: Final = socket.AF_INET6
+
+
 def _family(host: str) -> socket.AddressFamily:
-    return socket.AF_INET6 if ":" in host else socket.AF_INET
+    return _V6 if ":" in host else _V4
 
 
 class SocketServer:
@@ -59,7 +63,7 @@ class SocketServer:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.core, self.options, self._clock = core, options, clock
         self._driver = Driver(core, options)
-        self._report = self._driver.report
+        self._report, self._recorder = self._driver.report, options.recorder
         self._flows: Flows[_Conn] = Flows(options.max_connections)
         self._sel = selectors.DefaultSelector()
         self._udp: dict[socket.AddressFamily, socket.socket] = {}
@@ -87,8 +91,7 @@ class SocketServer:
         sock = socket.socket(_family(ep.host), kind)
         try:
             if ep.transport == "udp":
-                for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-                    sock.setsockopt(socket.SOL_SOCKET, opt, self.options.socket_buffer)
+                size_buffers(sock, self.options.socket_buffer)
             else:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((ep.host, ep.port))
@@ -203,15 +206,13 @@ class SocketServer:
                     assert_never(action)
 
     def _send(self, data: bytes, dest: Endpoint, now: float) -> None:
-        self._driver.sent(now, dest, data)
+        if self._recorder is not None:
+            self._recorder.outbound(now, dest, data)
         if dest.transport == "udp":
-            sock = self._udp.get(_family(dest.host))
-            try:
-                if sock is None:
-                    raise OSError(errno.EAFNOSUPPORT, "no UDP listener of that address family")
-                sock.sendto(data, (dest.host, dest.port))
-            except OSError as exc:  # full send buffer, unreachable: UDP loss, SIP retransmits
-                self._report.limited("udp-send", "cannot send to %s: %s", dest, exc)
+            try:  # full send buffer, unreachable: UDP loss, which SIP retransmissions cover
+                self._udp[_V6 if ":" in dest.host else _V4].sendto(data, (dest.host, dest.port))
+            except (KeyError, OSError) as exc:
+                self._report.limited("udp-send", "cannot send to %s: %r", dest, exc)
             return
         conn = self._flows.find(dest) or self._connect(dest, now)
         if conn is not None:

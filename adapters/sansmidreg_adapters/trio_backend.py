@@ -21,7 +21,7 @@ from sansmidreg import SendUpstream, Transport
 from sansmidreg.sip import KEEPALIVE_PING, SipParseError, StreamFramer
 
 from ._common import Driver, Flows, ListenError, ServerOptions, describe_bind_error
-from ._common import listen_endpoints
+from ._common import listen_endpoints, size_buffers
 
 __all__ = ["TrioServer"]
 
@@ -98,8 +98,7 @@ class TrioServer:
             if ep.transport == "udp":
                 sock = trio.socket.socket(family, socket.SOCK_DGRAM)
                 socks.append(sock)
-                for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-                    sock.setsockopt(socket.SOL_SOCKET, opt, self.options.socket_buffer)
+                size_buffers(sock, self.options.socket_buffer)
                 await sock.bind((ep.host, ep.port))
                 self._udp.setdefault(family, sock)
                 port: int = sock.getsockname()[1]
