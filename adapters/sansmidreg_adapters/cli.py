@@ -161,6 +161,12 @@ def settings_from(args: argparse.Namespace) -> Settings:
         key = re.match(r"config key (\w+)=", str(exc))
         flag = _FLAGS.get(key.group(1), f"--set {key.group(1)}") if key else "command line"
         raise CliError(f"{flag}: {exc}") from None
+    if config.advertised is None and listen[0].host in ("0.0.0.0", "::"):
+        raise CliError(f"--listen {listen[0]} is a wildcard: give --advertise HOST:PORT, the "
+                       "address devices and the main registrar reach us at")
+    if not any(e.transport == config.upstream.transport for e in listen):
+        raise CliError(f"--upstream {config.upstream}: listen on {config.upstream.transport} too"
+                       " (its answers come back to our address on that transport)")
     unknown = [key for key, _ in config.extra]
     if unknown:
         raise CliError(f"--set: unknown Config field(s) {', '.join(unknown)}")

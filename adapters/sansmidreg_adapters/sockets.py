@@ -214,6 +214,10 @@ class SocketServer:
             except (KeyError, OSError) as exc:
                 self._report.limited("udp-send", "cannot send to %s: %r", dest, exc)
             return
+        if dest.transport == "tls":
+            self._report.limited("tls", "cannot send to %s: TLS needs --backend anyio or trio",
+                                 dest)
+            return
         conn = self._flows.find(dest) or self._connect(dest, now)
         if conn is not None:
             self._write(conn, data)

@@ -80,8 +80,10 @@ def test_bad_config_file_names_file_and_key(tmp_path: Path, toml: str, message: 
     (["--mode", "bogus"], "--mode: config key mode='bogus'"),
     (["--listen", "127.0.0.1"], "--listen: address '127.0.0.1'"),
     (["--set", "nonsense=1"], "unknown Config field(s) nonsense"),
-    (["--listen", "tls:127.0.0.1:5061"], "needs --tls-cert"),
+    (["--listen", "udp:127.0.0.1:5060", "--listen", "tls:127.0.0.1:5061"], "needs --tls-cert"),
     (["--config", "/nonexistent/x.toml"], "/nonexistent/x.toml: cannot read it"),
+    (["--listen", "0.0.0.0:5060"], "give --advertise HOST:PORT"),
+    (["--listen", "tcp:127.0.0.1:5060"], "listen on udp too"),
 ])
 def test_bad_flags(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", *argv]) == 2
