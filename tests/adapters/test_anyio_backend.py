@@ -8,6 +8,7 @@ import logging
 import anyio
 import anyio.abc
 import pytest
+from anyio.streams.tls import TLSListener
 
 from sansmidreg import Endpoint
 from sansmidreg_adapters._common import ListenError, ServerOptions
@@ -146,3 +147,31 @@ async def test_port_in_use_is_a_clear_error() -> None:
                 listen=(Endpoint(host=LOOPBACK, port=port_of(taken)),)))
             with pytest.raises(ListenError, match="(?i)address already in use"):
                 await server.run()
+
+
+async def test_tls_upstream(tls: Tls) -> None:
+    """We open a TLS connection to the main registrar (tls_client) and relay over it."""
+    with anyio.fail_after(5):
+        async with await anyio.create_tcp_listener(local_host=LOOPBACK) as tcp, \
+                await udp_peer() as phone:
+            registrar = TLSListener(tcp, tls.server(), standard_compatible=False)
+            up_port = tcp.extra(anyio.abc.SocketAttribute.local_port)
+            up = Endpoint(transport="tls", host=LOOPBACK, port=up_port)
+            options = ServerOptions(listen=LISTEN_UDP_TCP, tls_client=tls.client())
+            server = AnyioServer(make_core(up), options)
+
+            async def registrar_side(stream: anyio.abc.ByteStream) -> None:
+                async with stream:
+                    request = await read_message(stream, Messages())
+                    assert (header(request, "Via") or "").startswith("SIP/2.0/TLS ")
+                    await stream.send(ok_for(request))
+                    await anyio.sleep_forever()
+
+            async with anyio.create_task_group() as registrar_tasks:
+                registrar_tasks.start_soon(registrar.serve, registrar_side)
+                async with anyio.create_task_group() as tg:
+                    udp, _tcp = await tg.start(server.run)
+                    await phone.sendto(register("gail", 1, port_of(phone)), LOOPBACK, udp.port)
+                    assert status((await phone.receive())[0]) == 200
+                    server.stop()
+                registrar_tasks.cancel_scope.cancel()

@@ -175,3 +175,26 @@ async def test_port_in_use_is_a_clear_error() -> None:
             listen=(Endpoint(host=LOOPBACK, port=port_of(taken)),)))
         with pytest.raises(ListenError, match="(?i)address already in use"):
             await server.run()
+
+
+@pytest.mark.trio
+async def test_tls_upstream(tls: Tls) -> None:
+    """We open a TLS connection to the main registrar (tls_client) and relay over it."""
+    with trio.fail_after(5):
+        [tcp] = await trio.open_tcp_listeners(0, host=LOOPBACK)
+        registrar = trio.SSLListener(tcp, tls.server())
+        with await udp_peer() as phone:
+            up = Endpoint(transport="tls", host=LOOPBACK, port=tcp.socket.getsockname()[1])
+            options = ServerOptions(listen=LISTEN_UDP_TCP, tls_client=tls.client())
+            server = TrioServer(make_core(up), options)
+            async with trio.open_nursery() as nursery:
+                udp, _tcp = await nursery.start(server.run)
+                await phone.sendto(register("gail", 1, port_of(phone)), (LOOPBACK, udp.port))
+                conn = await registrar.accept()
+                request = await read_message(conn, Messages())
+                assert (header(request, "Via") or "").startswith("SIP/2.0/TLS ")
+                await conn.send_all(ok_for(request))
+                assert status((await phone.recvfrom(65536))[0]) == 200
+                await conn.aclose()
+                server.stop()
+        await registrar.aclose()
