@@ -17,9 +17,10 @@ import traceback
 
 from ._actions import Action, ArmTimer, Drop, Endpoint, Reply
 from ._bindings import Contact
-from ._config import Config
+from ._config import Config, Mode
 from ._context import Context, response_dest
 from ._errors import UsageError
+from ._fastpath import absorb_fast
 from ._forking import Proxy
 from ._ids import IdSource
 from ._registrar import Registrar
@@ -49,6 +50,9 @@ class MidRegistrar:
         self._proxy = Proxy(self._ctx)
         self._now = float("-inf")
         self._armed: float | None = None
+        self._fast = (config.mode is Mode.CONTACT_THROTTLING and not config.max_contacts
+                      and not config.domains)
+        """Try the absorbed-refresh fast path first (tests turn it off to compare both paths)."""
 
     @property
     def config(self) -> Config:
@@ -124,6 +128,10 @@ class MidRegistrar:
             return self._unparseable(data, source, exc)
         if isinstance(msg, Response):
             return self._response(msg, source, now)
+        if self._fast and msg.method == "REGISTER":  # the common absorbed refresh (_fastpath.py)
+            absorbed = absorb_fast(self._registrar, msg, source, now)
+            if absorbed is not None:
+                return absorbed
         try:
             msg.top_via  # noqa: B018 - without a Via there is nobody to answer
         except SipParseError as exc:
