@@ -334,12 +334,14 @@ class TraceRecorder:
     __slots__ = ("_writer", "_ours", "_stream")
 
     def __init__(self, stream: TextIO, config: Config, listen: Sequence[Endpoint],
-                 title: str = "recorded by sansmidreg serve --record") -> None:
+                 title: str = "recorded by sansmidreg serve --record",
+                 seed: int | None = None) -> None:
         self._stream = stream
         ours = [Endpoint(transport=e.transport, host=e.host, port=e.port) for e in listen]
         self._ours = {e.transport: e for e in reversed(ours)}
+        extra = () if seed is None else (("seed", str(seed)),)  # replay --strict: same ids
         self._writer = TraceWriter(stream, title, [str(e) for e in ours], str(config.upstream),
-                                   config_pairs(config))
+                                   config_pairs(config), extra_headers=extra)
 
     def _us(self, transport: Transport) -> str:
         return str(self._ours.get(transport) or next(iter(self._ours.values())))

@@ -271,7 +271,7 @@ def make_recorder(settings: Settings) -> TraceRecorder | None:
         stream = open(settings.record, "w", encoding="utf-8", errors="surrogateescape")
     except OSError as exc:
         raise ListenError(exc.errno or 0, f"--record {settings.record}: {exc.strerror}") from None
-    return TraceRecorder(stream, settings.config, settings.config.local)
+    return TraceRecorder(stream, settings.config, settings.config.local, seed=settings.seed)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ class Serve:
             "--log-level", "debug", "--seed", "7", *extra_args,
         ]  # fmt: skip
         self._proc: subprocess.Popen[bytes] | None = None
+        self.returncode: int | None = None
 
     @property
     def remote(self) -> str:
@@ -94,12 +95,13 @@ class Serve:
                 if " DEBUG sansmidreg: " in line and word in line]
 
     def stop(self, grace: float = 8.0) -> int | None:
-        """SIGTERM (graceful), SIGKILL to the process group after ``grace`` s. Idempotent."""
+        """SIGTERM (graceful), SIGKILL to the process group after ``grace`` s; return the exit
+        status (None if never started). Idempotent."""
         proc, self._proc = self._proc, None
-        if proc is None:
-            return None
-        stop_group(proc, signal.SIGTERM, grace)
-        return proc.returncode
+        if proc is not None:
+            stop_group(proc, signal.SIGTERM, grace)
+            self.returncode = proc.returncode
+        return self.returncode
 
 
 class ServePool:
