@@ -57,7 +57,8 @@ class AnyioServer:
         self._udp: dict[int, anyio.abc.UDPSocket] = {}
         self._stopping: anyio.Event | None = None  # anyio objects need a running event loop
         self._stop_requested = False
-        self._deadline = math.inf
+        armed = core.next_deadline()  # a core may come with timers already
+        self._deadline = math.inf if armed is None else armed
         self._timer: anyio.CancelScope | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self.addresses: tuple[Endpoint, ...] = ()

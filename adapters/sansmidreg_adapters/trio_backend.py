@@ -50,7 +50,8 @@ class TrioServer:
         self._flows: Flows[_Conn] = Flows(options.max_connections)
         self._udp: dict[int, trio.socket.SocketType] = {}
         self._stopping = trio.Event()
-        self._deadline = math.inf
+        armed = core.next_deadline()  # a core may come with timers already
+        self._deadline = math.inf if armed is None else armed
         self._timer = trio.CancelScope()
         self._nursery: trio.Nursery | None = None
         self.addresses: tuple[Endpoint, ...] = ()
