@@ -139,7 +139,9 @@ class AnyioServer:
 
     async def _deliver(self, data: bytes, source: Endpoint) -> None:
         now = anyio.current_time()
-        await self._execute(self._driver.receive(data, source, now), now)
+        actions = self._driver.receive(data, source, now)
+        with anyio.CancelScope(shield=True):  # state is committed: never lose an action
+            await self._execute(actions, now)
 
     async def _timer_loop(self) -> None:
         while True:
@@ -147,7 +149,12 @@ class AnyioServer:
                 await anyio.sleep_forever()
             now = anyio.current_time()
             if now >= self._deadline:
-                await self._execute(self._driver.timer(now), now)
+                actions = self._driver.timer(now)
+                with anyio.CancelScope(shield=True):
+                    await self._execute(actions, now)
+                if self._deadline <= now:  # (defensive: never spin on a passed deadline)
+                    armed = self.core.next_deadline()
+                    self._deadline = math.inf if armed is None else armed
 
     async def _stats_loop(self) -> None:
         while True:

@@ -129,7 +129,9 @@ class TrioServer:
 
     async def _deliver(self, data: bytes, source: Endpoint) -> None:
         now = trio.current_time()
-        await self._execute(self._driver.receive(data, source, now), now)
+        actions = self._driver.receive(data, source, now)
+        with trio.CancelScope(shield=True):  # state is committed: never lose an action
+            await self._execute(actions, now)
 
     async def _timer_loop(self) -> None:
         while True:
@@ -137,7 +139,12 @@ class TrioServer:
                 await trio.sleep_forever()
             now = trio.current_time()
             if now >= self._deadline:
-                await self._execute(self._driver.timer(now), now)
+                actions = self._driver.timer(now)
+                with trio.CancelScope(shield=True):
+                    await self._execute(actions, now)
+                if self._deadline <= now:  # (defensive: never spin on a passed deadline)
+                    armed = self.core.next_deadline()
+                    self._deadline = math.inf if armed is None else armed
 
     async def _stats_loop(self) -> None:
         while True:
