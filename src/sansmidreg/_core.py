@@ -150,6 +150,9 @@ class MidRegistrar:
 
     def _response(self, resp: Response, source: Endpoint, now: float) -> list[Action]:
         ctx = self._ctx
+        mine = self._proxy.claim(resp)  # the usual case: our own Via on top, no Via parse
+        if mine is not None and mine.branch not in ctx.txns.clients:
+            return self._proxy.client_response(mine, resp, source, now)
         try:
             branch = resp.top_via.branch
         except SipParseError as exc:

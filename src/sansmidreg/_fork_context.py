@@ -23,6 +23,7 @@ from typing import Final
 
 from ._actions import Action, Branch, Drop, Endpoint, Fork, Reply, SendRequest
 from ._context import Context
+from ._ids import branch_id as new_branch
 from ._fork_response import Candidate, choose, merge_challenges
 from ._invite import ClientTransaction, Eff, Ev, InviteServer, St
 from ._lookup import Target
@@ -338,32 +339,48 @@ def start_fork(tables: ProxyTables, request: Request, source: Endpoint, dest: En
     else:
         context.server = ctx.txns.start_server(key, source, 64 * cfg.t1)
     # every branch is the same bytes after the start line: our Record-Route, Route and Via go
-    # first (each then tops its own kind of header, §16.6 steps 4, 6, 8)
+    # first (each then tops its own kind of header, §16.6 steps 4, 6, 8); only the Request-URI,
+    # the Record-Route (per transport / NAT'd contact), the Route and our Via differ
     rest = _after_start_line(request)
     record = cfg.record_route and method in _RECORD_ROUTE_METHODS and request.to.tag is None
+    record_lines: dict[tuple[str, int | None], str] = {}
+    via_tail = f" {ctx.adv_host_port};branch="  # our Via (Context.our_via), written once
+    ids = ctx.ids
+    heap = ctx.heap
+    clients = tables.clients
+    branches = context.branches
+    invite = context.invite
+    t1, t2, t4 = cfg.t1, cfg.t2, cfg.t4
+    c_at = now + cfg.timer_c
     out: list[Branch] = []
     for target in targets:
-        lines = [f"{method} {target.uri} SIP/2.0"]
+        tdest = target.dest
+        head = f"{method} {target.uri} SIP/2.0\r\n"
         if record:
             ctid = target.contact.ctid if target.nat else None
-            lines += [f"Record-Route: {v}" for v in record_route_values(
-                ctx, request, source, target.dest, ctid)]
+            rr_key = (tdest.transport, ctid)
+            rr = record_lines.get(rr_key)
+            if rr is None:
+                rr = record_lines[rr_key] = "".join([f"Record-Route: {v}\r\n" for v in (
+                    record_route_values(ctx, request, source, tdest, ctid))])
+            head += rr
         if target.route:  # RFC 3327: the stored Path is the Route set
-            lines.append(f"Route: {', '.join(target.route)}")
-        branch_id, via = ctx.our_via(target.dest)
-        lines.append(f"Via: {via}\r\n")
-        data = "\r\n".join(lines).encode("utf-8", "surrogateescape") + rest
+            head += f"Route: {', '.join(target.route)}\r\n"
+        branch_id = new_branch(ids)
+        via = f"SIP/2.0/{tdest.transport.upper()}{via_tail}{branch_id}"
+        data = f"{head}Via: {via}\r\n".encode("utf-8", "surrogateescape") + rest
         branch = ForkBranch(context, target, target.uri, via, target.route)
-        txn = ClientTransaction(branch=branch_id, method=method, data=data, dest=target.dest,
-                                owner=branch, now=now, t1=cfg.t1, t2=cfg.t2, t4=cfg.t4)
+        txn = ClientTransaction(branch=branch_id, method=method, data=data, dest=tdest,
+                                owner=branch, now=now, t1=t1, t2=t2, t4=t4)
         branch.txn = txn
-        tables.clients[(branch_id, method)] = txn
-        tables.arm_client(txn)
-        if context.invite:
-            branch.c_at = now + cfg.timer_c
-            branch.timer = ctx.heap.schedule(branch.c_at, branch)
-        context.branches.append(branch)
-        out.append(Branch(data=data, dest=target.dest))
+        clients[(branch_id, method)] = txn
+        if txn.next_at is not None:  # Timer A / E (B / F on a reliable transport)
+            txn.timer = heap.schedule(txn.next_at, txn)
+        if invite:
+            branch.c_at = c_at
+            branch.timer = heap.schedule(c_at, branch)
+        branches.append(branch)
+        out.append(Branch(data=data, dest=tdest))
     ctx.stats.requests_forked += 1
     ctx.stats.branches_created += len(out)
     actions.append(Fork(branches=tuple(out)))

@@ -16,8 +16,6 @@
 # Timers: our client/server transactions (_invite.py) and each INVITE branch's Timer C.
 from __future__ import annotations
 
-from typing import Final
-
 from ._actions import Action, Drop, Endpoint, Reply, SendRequest
 from ._context import Context, response_dest, stamp_via
 from ._fork_context import ForkBranch, ProxyTables, start_fork
@@ -27,9 +25,6 @@ from ._route import pop_our_routes, relay_response, relay_routed, server_key
 from .sip import Request, Response, SipParseError, make_response
 
 __all__ = ["Proxy"]
-
-_NEEDED: Final = frozenset({"from", "to", "call-id"})
-
 
 class Proxy:
     """The stateful forking proxy and stateless relay of one MidRegistrar."""
@@ -154,10 +149,28 @@ class Proxy:
         return [reply, *context.upstream_cancel(now)]
 
     # -- responses -------------------------------------------------------------------------------
+    def claim(self, resp: Response) -> ClientTransaction | None:
+        """The client transaction of ours ``resp`` answers when its top Via is, character for
+        character, the Via we sent (the usual case); None otherwise. No Via parse: the value is
+        our own, so it parses, and its branch is the transaction's (§17.1.3 matching). Any other
+        response (received= added, folded, reordered...) takes the general path."""
+        top = resp.first("via")
+        if top is None:
+            return None
+        comma = top.find(",")
+        if comma >= 0:
+            top = top[:comma]
+        at = top.rfind(";branch=")
+        if at < 0:
+            return None
+        cseq = resp.first("cseq") or ""
+        txn = self.tables.clients.get((top[at + 8:], cseq[cseq.rfind(" ") + 1:]))
+        return txn if txn is not None and txn.owner.via == top else None
+
     def handle_response(self, resp: Response, source: Endpoint, now: float) -> list[Action]:
         """A response no core transaction claimed: one of our branches, or a stateless relay."""
         try:
-            cseq = resp.get("cseq") or ""  # the method is all we need: no CSeq parse here
+            cseq = resp.first("cseq") or ""  # the method is all we need: no CSeq parse here
             key = (resp.top_via.branch or "", cseq[cseq.rfind(" ") + 1:])
         except SipParseError as exc:
             self.ctx.stats.drops["bad-response"] += 1
@@ -165,7 +178,13 @@ class Proxy:
         txn = self.tables.clients.get(key)
         if txn is None:
             return relay_response(self.ctx, resp, source)
-        if resp.status >= 700 or not _NEEDED <= {h[0] for h in resp.headers}:
+        return self.client_response(txn, resp, source, now)
+
+    def client_response(self, txn: ClientTransaction, resp: Response, source: Endpoint,
+                        now: float) -> list[Action]:
+        """``resp`` answers our client transaction ``txn`` (§17.1.1, §17.1.2, then §16.7)."""
+        if resp.status >= 700 or resp.first("from") is None or resp.first("to") is None or (
+                resp.first("call-id") is None):
             # §7.2 / §8.1.3.3: no such class, or no From/To/Call-ID: nothing sane to relay
             self.ctx.stats.drops["bad-response"] += 1
             return [Drop(reason="bad-response", detail=f"{resp.status} without From/To/Call-ID "

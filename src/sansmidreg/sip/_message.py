@@ -128,6 +128,11 @@ class Message:
         """The value of the first header line called ``name`` (any case, compact form ok)."""
         return (self._idx or self._index()).get(canonical_name(name))
 
+    def first(self, key: str) -> str | None:
+        """``get`` for a name already in canonical form (lower case, long form): no
+        normalisation, for hot paths that know the key."""
+        return (self._idx or self._index()).get(key)
+
     def get_all(self, name: str) -> list[str]:
         """The values of every header line called ``name``, in order."""
         key = canonical_name(name)
