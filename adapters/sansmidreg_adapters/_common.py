@@ -1,7 +1,8 @@
 # Small synchronous helpers shared by the three adapters (sockets, anyio, trio): the options every
-# adapter takes, the flow table (connections by flow id and by peer), the log lines a VoIP engineer
-# reads (drops, failed de-REGISTERs, one line per REGISTER at debug, stats), and the recorder that
-# writes every message in and out as a conformance trace (`sansmidreg serve --record FILE`).
+# adapter takes, a connection's identity (Stream) and the flow table (by flow id and by peer,
+# within max_connections), the core calls with their logging (Driver), the log lines a VoIP
+# engineer reads (drops, failed de-REGISTERs, one line per REGISTER at debug, stats), and the
+# recorder that writes every message in and out as a conformance trace (serve --record FILE).
 #
 # Nothing here does I/O except writing log lines and the trace file; nothing here is async, so the
 # adapters stay independent of each other (STYLE.md point 7).
@@ -36,6 +37,7 @@ __all__ = [
     "LOG",
     "Driver",
     "Flows",
+    "Stream",
     "ListenError",
     "Reporter",
     "ServerOptions",
@@ -48,7 +50,7 @@ __all__ = [
 
 LOG = logging.getLogger("sansmidreg")
 
-C = TypeVar("C")
+S = TypeVar("S", bound="Stream")
 
 
 class ListenError(OSError):
@@ -110,47 +112,81 @@ def describe_bind_error(endpoint: Endpoint, exc: OSError) -> ListenError:
     return ListenError(exc.errno or 0, f"cannot listen on {endpoint}: {reason}{hint}")
 
 
-class Flows(Generic[C]):
-    """Open stream connections: by flow id (``Endpoint.flow``) and by (transport, host, port)."""
+class Stream:
+    """What every adapter knows about one TCP/TLS connection (each adds its own I/O state)."""
 
-    __slots__ = ("_by_flow", "_by_peer", "_next", "limit")
+    __slots__ = ("transport", "host", "port", "flow", "source")
 
-    def __init__(self, limit: int) -> None:
-        self._by_flow: dict[int, tuple[C, tuple[str, str, int]]] = {}
+    def __init__(self, transport: Transport, host: str, port: int) -> None:
+        self.transport, self.host, self.port, self.flow = transport, host, port, 0
+        self.source = Endpoint(transport=transport, host=host, port=port)
+        """Where its messages come from, for core.receive (with its flow once registered)."""
+
+    def __str__(self) -> str:
+        return f"{self.transport}:{self.host}:{self.port}"
+
+
+class Flows(Generic[S]):
+    """Open stream connections by flow id (``Endpoint.flow``) and by (transport, host, port),
+    within ``max_connections``; refusals and closings are logged (rate-limited)."""
+
+    __slots__ = ("_by_flow", "_by_peer", "_next", "_options", "_report")
+
+    def __init__(self, options: ServerOptions, report: Reporter) -> None:
+        self._by_flow: dict[int, S] = {}
         self._by_peer: dict[tuple[str, str, int], int] = {}
         self._next = 0
-        self.limit = limit
+        self._options, self._report = options, report
 
     def __len__(self) -> int:
         return len(self._by_flow)
 
-    def __iter__(self) -> Iterator[C]:
-        return iter([conn for conn, _ in self._by_flow.values()])
+    def __iter__(self) -> Iterator[S]:
+        return iter(list(self._by_flow.values()))
 
-    def full(self) -> bool:
-        return len(self._by_flow) >= self.limit
-
-    def add(self, conn: C, transport: Transport, host: str, port: int) -> int:
-        """Register a connection; return its new flow id (callers check ``full()`` first)."""
+    def open(self, conn: S) -> bool:
+        """Register a connection (it gets its flow id); False (logged) when at the limit."""
+        if len(self._by_flow) >= self._options.max_connections:
+            self._report.limited("connections", "refused %s: %d connections open", conn,
+                                 len(self._by_flow))
+            return False
         self._next += 1
-        peer = (transport, host, port)
-        self._by_flow[self._next] = (conn, peer)
-        self._by_peer[peer] = self._next
-        return self._next
+        conn.flow = self._next
+        conn.source = Endpoint(transport=conn.transport, host=conn.host, port=conn.port,
+                               flow=conn.flow)
+        self._by_flow[conn.flow] = conn
+        self._by_peer[(conn.transport, conn.host, conn.port)] = conn.flow
+        return True
 
-    def remove(self, flow: int) -> None:
-        entry = self._by_flow.pop(flow, None)
-        if entry is not None and self._by_peer.get(entry[1]) == flow:
-            del self._by_peer[entry[1]]
+    def may_connect(self, dest: Endpoint) -> bool:
+        """May we open a connection to ``dest``? (False is logged.)"""
+        if len(self._by_flow) >= self._options.max_connections:
+            self._report.limited("connections", "not connecting to %s: %d connections open",
+                                 dest, len(self._by_flow))
+            return False
+        if dest.transport == "tls" and self._options.tls_client is None:
+            self._report.limited("tls-client", "not connecting to %s: no TLS client context",
+                                 dest)
+            return False
+        return True
 
-    def find(self, dest: Endpoint) -> C | None:
+    def remove(self, conn: S, reason: str | None = None) -> None:
+        """Forget a connection (idempotent); log why it closes, if a reason is given."""
+        if reason is not None and conn.flow in self._by_flow:
+            self._report.limited("connection", "closing %s: %s", conn, reason)
+        if self._by_flow.pop(conn.flow, None) is not None:
+            key = (conn.transport, conn.host, conn.port)
+            if self._by_peer.get(key) == conn.flow:
+                del self._by_peer[key]
+
+    def find(self, dest: Endpoint) -> S | None:
         """The connection ``dest`` names by flow, else any open one to its host:port."""
         if dest.flow is not None:
-            entry = self._by_flow.get(dest.flow)
-            if entry is not None:
-                return entry[0]
+            conn = self._by_flow.get(dest.flow)
+            if conn is not None:
+                return conn
         flow = self._by_peer.get((dest.transport, dest.host, dest.port))
-        return None if flow is None else self._by_flow[flow][0]
+        return None if flow is None else self._by_flow[flow]
 
 
 class Driver:

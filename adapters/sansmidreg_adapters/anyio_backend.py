@@ -24,7 +24,7 @@ from sansmidreg import Action, ArmTimer, Drop, Endpoint, Fork, MidRegistrar, Rep
 from sansmidreg import SendUpstream, Transport
 from sansmidreg.sip import KEEPALIVE_PING, SipParseError, StreamFramer
 
-from ._common import Driver, Flows, ListenError, ServerOptions, describe_bind_error
+from ._common import Driver, Flows, ListenError, Stream, ServerOptions, describe_bind_error
 from ._common import listen_endpoints, size_buffers
 
 __all__ = ["AnyioServer"]
@@ -33,13 +33,11 @@ _STREAM_ERRORS: Final = (anyio.EndOfStream, anyio.BrokenResourceError,
                          anyio.ClosedResourceError, OSError, ssl.SSLError)
 
 
-class _Conn:
-    __slots__ = ("transport", "peer", "flow", "send", "recv", "done")
+class _Conn(Stream):
+    __slots__ = ("send", "recv", "done")
 
-    def __init__(self, transport: Transport, peer: tuple[str, int], queue: int) -> None:
-        self.transport = transport
-        self.peer = peer
-        self.flow = 0
+    def __init__(self, transport: Transport, host: str, port: int, queue: int) -> None:
+        super().__init__(transport, host, port)
         self.send: MemoryObjectSendStream[bytes]
         self.recv: MemoryObjectReceiveStream[bytes]
         self.send, self.recv = anyio.create_memory_object_stream[bytes](queue)
@@ -53,7 +51,7 @@ class AnyioServer:
         self.core, self.options = core, options
         self._driver = Driver(core, options)
         self._report = self._driver.report
-        self._flows: Flows[_Conn] = Flows(options.max_connections)
+        self._flows: Flows[_Conn] = Flows(options, self._report)
         self._udp: dict[int, anyio.abc.UDPSocket] = {}
         self._stopping: anyio.Event | None = None  # anyio objects need a running event loop
         self._stop_requested = False
@@ -200,11 +198,9 @@ class AnyioServer:
         try:
             conn.send.send_nowait(data)
         except anyio.WouldBlock:
-            self._report.limited("send-queue", "dropped a message to %s:%s:%s: send queue full",
-                                 conn.transport, *conn.peer)
+            self._report.limited("send-queue", "dropped a message to %s: send queue full", conn)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            self._report.limited("send-closed", "dropped a message to %s:%s:%s: closing",
-                                 conn.transport, *conn.peer)
+            self._report.limited("send-closed", "dropped a message to %s: closing", conn)
 
     # -- connections -------------------------------------------------------------------------
     async def _accept_loop(self, listener: anyio.abc.SocketListener,
@@ -220,49 +216,38 @@ class AnyioServer:
             address = stream.extra(SocketAttribute.remote_address)
             assert isinstance(address, tuple)
             host, port = address[:2]
-            if self._flows.full():
-                self._report.limited("connections", "refused %s:%s: %d connections open",
-                                     host, port, len(self._flows))
+            conn = _Conn(transport, str(host), int(port), self.options.send_queue)
+            if self._flows.open(conn):
+                self._tg.start_soon(self._connection, stream, conn, transport == "tls")
+            else:
+                self._forget(conn)
                 await anyio.aclose_forcefully(stream)
-                continue
-            conn = self._new_conn(transport, (str(host), int(port)))
-            self._tg.start_soon(self._connection, stream, conn, transport == "tls")
-
-    def _new_conn(self, transport: Transport, peer: tuple[str, int]) -> _Conn:
-        conn = _Conn(transport, peer, self.options.send_queue)
-        conn.flow = self._flows.add(conn, transport, *peer)
-        return conn
 
     def _connect(self, dest: Endpoint) -> _Conn | None:
-        if self._flows.full() or self._tg is None:
-            self._report.limited("connections", "not connecting to %s: %d connections open",
-                                 dest, len(self._flows))
+        if self._tg is None or not self._flows.may_connect(dest):
             return None
-        if dest.transport == "tls" and self.options.tls_client is None:
-            self._report.limited("tls-client", "not connecting to %s: no TLS client context", dest)
-            return None
-        conn = self._new_conn(dest.transport, (dest.host, dest.port))
-        self._tg.start_soon(self._outbound, conn)
-        return conn
+        conn = _Conn(dest.transport, dest.host, dest.port, self.options.send_queue)
+        if self._flows.open(conn):
+            self._tg.start_soon(self._outbound, conn)
+            return conn
+        self._forget(conn)
+        return None
 
     async def _outbound(self, conn: _Conn) -> None:
-        host, port = conn.peer
         try:
             with anyio.fail_after(self.options.connect_timeout):
-                stream: anyio.abc.ByteStream = await anyio.connect_tcp(host, port)
+                stream: anyio.abc.ByteStream = await anyio.connect_tcp(conn.host, conn.port)
                 if conn.transport == "tls":
-                    stream = await TLSStream.wrap(stream, hostname=host,
+                    stream = await TLSStream.wrap(stream, hostname=conn.host,
                                                   ssl_context=self.options.tls_client,
                                                   standard_compatible=False)
         except (OSError, TimeoutError, *_STREAM_ERRORS) as exc:
-            self._report.limited("connect", "cannot connect to %s:%s:%s: %s", conn.transport,
-                                 host, port, exc or "timeout")
-            self._forget(conn)
+            self._forget(conn, f"cannot connect: {exc!r}")
             return
         await self._connection(stream, conn)
 
-    def _forget(self, conn: _Conn) -> None:
-        self._flows.remove(conn.flow)
+    def _forget(self, conn: _Conn, reason: str | None = None) -> None:
+        self._flows.remove(conn, reason)
         conn.send.close()
         conn.recv.close()
         conn.done.set()
@@ -282,8 +267,7 @@ class AnyioServer:
                 await self._reader(stream, conn)
                 tg.cancel_scope.cancel()
         except _STREAM_ERRORS as exc:
-            self._report.limited("connection", "closing %s:%s:%s: %s", conn.transport,
-                                 *conn.peer, exc)
+            self._forget(conn, repr(exc))
         finally:
             self._forget(conn)
             await anyio.aclose_forcefully(stream)
@@ -300,20 +284,15 @@ class AnyioServer:
                 try:
                     messages = framer.feed(data)
                 except SipParseError as exc:
-                    self._report.limited("connection", "closing %s:%s:%s: bad stream: %s",
-                                         conn.transport, *conn.peer, exc)
-                    return
+                    return self._forget(conn, f"bad stream: {exc}")
                 for message in messages:
                     scope.deadline = anyio.current_time() + idle
                     if message == KEEPALIVE_PING:
                         self._queue(conn, b"\r\n")  # RFC 5626 §4.4.1 pong
                     else:
-                        await self._deliver(message, Endpoint(
-                            transport=conn.transport, host=conn.peer[0], port=conn.peer[1],
-                            flow=conn.flow))
+                        await self._deliver(message, conn.source)
         if scope.cancelled_caught:
-            self._report.limited("connection", "closing %s:%s:%s: idle", conn.transport,
-                                 *conn.peer)
+            self._forget(conn, "idle")
 
     async def _writer(self, stream: anyio.abc.ByteStream, conn: _Conn,
                       scope: anyio.CancelScope) -> None:

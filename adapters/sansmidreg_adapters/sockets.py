@@ -20,7 +20,7 @@ from sansmidreg import Action, ArmTimer, Drop, Endpoint, Fork, MidRegistrar, Rep
 from sansmidreg import SendUpstream, Transport
 from sansmidreg.sip import KEEPALIVE_PING, SipParseError, StreamFramer
 
-from ._common import Driver, Flows, ListenError, ServerOptions, describe_bind_error
+from ._common import Driver, Flows, ListenError, Stream, ServerOptions, describe_bind_error
 from ._common import listen_endpoints, size_buffers
 
 __all__ = ["SocketServer"]
@@ -32,19 +32,14 @@ MAX_OUTPUT: Final = 1 << 20  # bytes queued per connection before it is closed a
 TICK: Final = 1.0  # housekeeping period (idle connections, periodic stats)
 
 
-class _Conn:
-    __slots__ = ("sock", "transport", "peer", "flow", "framer", "out", "last", "connecting")
+class _Conn(Stream):
+    __slots__ = ("sock", "framer", "out", "last", "connecting")
 
-    def __init__(self, sock: socket.socket, transport: Transport, peer: tuple[str, int],
+    def __init__(self, sock: socket.socket, transport: Transport, host: str, port: int,
                  max_size: int, now: float, connecting: bool = False) -> None:
-        self.sock = sock
-        self.transport = transport
-        self.peer = peer
-        self.flow = 0
-        self.framer = StreamFramer(max_size)
-        self.out = bytearray()
-        self.last = now
-        self.connecting = connecting
+        super().__init__(transport, host, port)
+        self.sock, self.framer, self.out = sock, StreamFramer(max_size), bytearray()
+        self.last, self.connecting = now, connecting
 
 
 _V4: Final = socket.AF_INET
@@ -64,7 +59,7 @@ class SocketServer:
         self.core, self.options, self._clock = core, options, clock
         self._driver = Driver(core, options)
         self._report, self._recorder = self._driver.report, options.recorder
-        self._flows: Flows[_Conn] = Flows(options.max_connections)
+        self._flows: Flows[_Conn] = Flows(options, self._report)
         self._sel = selectors.DefaultSelector()
         self._udp: dict[socket.AddressFamily, socket.socket] = {}
         self._listeners: list[socket.socket] = []
@@ -232,35 +227,29 @@ class SocketServer:
             except OSError as exc:  # EMFILE and friends: keep serving the others
                 self._report.limited("accept", "accept failed: %s", exc)
                 return
-            if self._flows.full():
-                self._report.limited("connections", "refused %s:%s: %d connections open",
-                                     addr[0], addr[1], len(self._flows))
+            conn = _Conn(sock, transport, addr[0], addr[1], self.core.config.max_message_size,
+                         self._clock())
+            if not self._flows.open(conn):
                 sock.close()
                 continue
             sock.setblocking(False)
-            self._add(_Conn(sock, transport, (addr[0], addr[1]),
-                            self.core.config.max_message_size, self._clock()), _READ)
+            self._sel.register(sock, _READ, lambda mask, c=conn: self._on_conn(c, mask))
 
     def _connect(self, dest: Endpoint, now: float) -> _Conn | None:
-        if self._flows.full():
-            self._report.limited("connections", "not connecting to %s: %d connections open",
-                                 dest, len(self._flows))
+        if not self._flows.may_connect(dest):
             return None
         sock = socket.socket(_family(dest.host), socket.SOCK_STREAM)
         sock.setblocking(False)
         err = sock.connect_ex((dest.host, dest.port))
-        if err not in (0, errno.EINPROGRESS):
-            sock.close()
-            self._report.limited("connect", "cannot connect to %s: %s", dest, errno.errorcode.get(err, err))
-            return None
-        conn = _Conn(sock, dest.transport, (dest.host, dest.port),
+        conn = _Conn(sock, dest.transport, dest.host, dest.port,
                      self.core.config.max_message_size, now, connecting=True)
-        self._add(conn, _READ | _WRITE)
+        if err not in (0, errno.EINPROGRESS) or not self._flows.open(conn):
+            sock.close()
+            self._report.limited("connect", "cannot connect to %s: %s", dest,
+                                 errno.errorcode.get(err, err))
+            return None
+        self._sel.register(sock, _READ | _WRITE, lambda mask: self._on_conn(conn, mask))
         return conn
-
-    def _add(self, conn: _Conn, events: int) -> None:
-        conn.flow = self._flows.add(conn, conn.transport, *conn.peer)
-        self._sel.register(conn.sock, events, lambda mask: self._on_conn(conn, mask))
 
     def _on_conn(self, conn: _Conn, mask: int) -> None:
         if mask & _WRITE:
@@ -289,9 +278,7 @@ class SocketServer:
             if message == KEEPALIVE_PING:
                 self._write(conn, b"\r\n")  # RFC 5626 §4.4.1 pong
             else:
-                source = Endpoint(transport=conn.transport, host=conn.peer[0], port=conn.peer[1],
-                                  flow=conn.flow)
-                self._deliver(message, source, now)
+                self._deliver(message, conn.source, now)
 
     def _write(self, conn: _Conn, data: bytes) -> None:
         if not conn.out and not conn.connecting:
@@ -323,10 +310,7 @@ class SocketServer:
     def _close(self, conn: _Conn, reason: str | None) -> None:
         if conn.sock.fileno() < 0:
             return
-        if reason is not None:
-            self._report.limited("connection", "closing %s:%s:%s: %s", conn.transport,
-                                 conn.peer[0], conn.peer[1], reason)
-        self._flows.remove(conn.flow)
+        self._flows.remove(conn, reason)
         try:
             self._sel.unregister(conn.sock)
         except (KeyError, ValueError):

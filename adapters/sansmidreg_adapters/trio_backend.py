@@ -20,7 +20,7 @@ from sansmidreg import Action, ArmTimer, Drop, Endpoint, Fork, MidRegistrar, Rep
 from sansmidreg import SendUpstream, Transport
 from sansmidreg.sip import KEEPALIVE_PING, SipParseError, StreamFramer
 
-from ._common import Driver, Flows, ListenError, ServerOptions, describe_bind_error
+from ._common import Driver, Flows, ListenError, Stream, ServerOptions, describe_bind_error
 from ._common import listen_endpoints, size_buffers
 
 __all__ = ["TrioServer"]
@@ -29,13 +29,11 @@ _STREAM_ERRORS: Final = (trio.BrokenResourceError, trio.ClosedResourceError, OSE
                          ssl.SSLError)
 
 
-class _Conn:
-    __slots__ = ("transport", "peer", "flow", "send", "recv", "done")
+class _Conn(Stream):
+    __slots__ = ("send", "recv", "done")
 
-    def __init__(self, transport: Transport, peer: tuple[str, int], queue: int) -> None:
-        self.transport = transport
-        self.peer = peer
-        self.flow = 0
+    def __init__(self, transport: Transport, host: str, port: int, queue: int) -> None:
+        super().__init__(transport, host, port)
         self.send, self.recv = trio.open_memory_channel[bytes](queue)
         self.done = trio.Event()
 
@@ -47,7 +45,7 @@ class TrioServer:
         self.core, self.options = core, options
         self._driver = Driver(core, options)
         self._report = self._driver.report
-        self._flows: Flows[_Conn] = Flows(options.max_connections)
+        self._flows: Flows[_Conn] = Flows(options, self._report)
         self._udp: dict[int, trio.socket.SocketType] = {}
         self._stopping = trio.Event()
         armed = core.next_deadline()  # a core may come with timers already
@@ -188,11 +186,9 @@ class TrioServer:
         try:
             conn.send.send_nowait(data)
         except trio.WouldBlock:
-            self._report.limited("send-queue", "dropped a message to %s:%s:%s: send queue full",
-                                 conn.transport, *conn.peer)
+            self._report.limited("send-queue", "dropped a message to %s: send queue full", conn)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self._report.limited("send-closed", "dropped a message to %s:%s:%s: closing",
-                                 conn.transport, *conn.peer)
+            self._report.limited("send-closed", "dropped a message to %s: closing", conn)
 
     # -- connections -------------------------------------------------------------------------
     async def _accept_loop(self, listener: trio.abc.Listener[trio.abc.Stream],
@@ -208,49 +204,38 @@ class TrioServer:
             tcp = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
             assert isinstance(tcp, trio.SocketStream)
             host, port = tcp.socket.getpeername()[:2]
-            if self._flows.full():
-                self._report.limited("connections", "refused %s:%s: %d connections open",
-                                     host, port, len(self._flows))
+            conn = _Conn(transport, host, port, self.options.send_queue)
+            if self._flows.open(conn):
+                self._nursery.start_soon(self._connection, stream, conn)
+            else:
+                self._forget(conn)
                 await trio.aclose_forcefully(stream)
-                continue
-            conn = self._new_conn(transport, (host, port))
-            self._nursery.start_soon(self._connection, stream, conn)
-
-    def _new_conn(self, transport: Transport, peer: tuple[str, int]) -> _Conn:
-        conn = _Conn(transport, peer, self.options.send_queue)
-        conn.flow = self._flows.add(conn, transport, *peer)
-        return conn
 
     def _connect(self, dest: Endpoint) -> _Conn | None:
-        if self._flows.full() or self._nursery is None:
-            self._report.limited("connections", "not connecting to %s: %d connections open",
-                                 dest, len(self._flows))
+        if self._nursery is None or not self._flows.may_connect(dest):
             return None
-        if dest.transport == "tls" and self.options.tls_client is None:
-            self._report.limited("tls-client", "not connecting to %s: no TLS client context", dest)
-            return None
-        conn = self._new_conn(dest.transport, (dest.host, dest.port))
-        self._nursery.start_soon(self._outbound, conn)
-        return conn
+        conn = _Conn(dest.transport, dest.host, dest.port, self.options.send_queue)
+        if self._flows.open(conn):
+            self._nursery.start_soon(self._outbound, conn)
+            return conn
+        self._forget(conn)
+        return None
 
     async def _outbound(self, conn: _Conn) -> None:
-        host, port = conn.peer
         try:
             with trio.fail_after(self.options.connect_timeout):
                 if conn.transport == "tls":
                     stream: trio.abc.Stream = await trio.open_ssl_over_tcp_stream(
-                        host, port, ssl_context=self.options.tls_client)
+                        conn.host, conn.port, ssl_context=self.options.tls_client)
                 else:
-                    stream = await trio.open_tcp_stream(host, port)
+                    stream = await trio.open_tcp_stream(conn.host, conn.port)
         except (OSError, trio.TooSlowError) as exc:
-            self._report.limited("connect", "cannot connect to %s:%s:%s: %s", conn.transport,
-                                 host, port, exc or "timeout")
-            self._forget(conn)
+            self._forget(conn, f"cannot connect: {exc!r}")
             return
         await self._connection(stream, conn)
 
-    def _forget(self, conn: _Conn) -> None:
-        self._flows.remove(conn.flow)
+    def _forget(self, conn: _Conn, reason: str | None = None) -> None:
+        self._flows.remove(conn, reason)
         conn.send.close()
         conn.done.set()
 
@@ -278,20 +263,15 @@ class TrioServer:
                 try:
                     messages = framer.feed(bytes(data))
                 except SipParseError as exc:
-                    self._report.limited("connection", "closing %s:%s:%s: bad stream: %s",
-                                         conn.transport, *conn.peer, exc)
-                    return
+                    return self._forget(conn, f"bad stream: {exc}")
                 for message in messages:
                     scope.deadline = trio.current_time() + idle
                     if message == KEEPALIVE_PING:
                         self._queue(conn, b"\r\n")  # RFC 5626 §4.4.1 pong
                     else:
-                        await self._deliver(message, Endpoint(
-                            transport=conn.transport, host=conn.peer[0], port=conn.peer[1],
-                            flow=conn.flow))
+                        await self._deliver(message, conn.source)
         if scope.cancelled_caught:
-            self._report.limited("connection", "closing %s:%s:%s: idle", conn.transport,
-                                 *conn.peer)
+            self._forget(conn, "idle")
 
     async def _writer(self, stream: trio.abc.Stream, conn: _Conn,
                       scope: trio.CancelScope) -> None:
