@@ -2,26 +2,23 @@
 # adapter takes, a connection's identity (Stream) and the flow table (by flow id and by peer,
 # within max_connections), the core calls with their logging (Driver), the log lines a VoIP
 # engineer reads (drops, failed de-REGISTERs, one line per REGISTER at debug, stats), and the
-# recorder that writes every message in and out as a conformance trace (serve --record FILE).
+# Recorder hook (record.py writes it as a conformance trace: serve --record FILE).
 #
 # Nothing here does I/O except writing log lines and the trace file; nothing here is async, so the
 # adapters stay independent of each other (STYLE.md point 7).
 from __future__ import annotations
 
-import dataclasses
-import enum
 import logging
 import socket
 import ssl
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Final, Generic, Protocol, TextIO, TypeVar
+from typing import Final, Generic, Protocol, TypeVar
 
 from sansmidreg import (
     Action,
-    Config,
     Drop,
     Endpoint,
     MidRegistrar,
@@ -31,18 +28,16 @@ from sansmidreg import (
     Transport,
 )
 
-from sansmidreg.conformance._trace import TraceWriter
 
 __all__ = [
     "LOG",
     "Driver",
     "Flows",
+    "Recorder",
     "Stream",
     "ListenError",
     "Reporter",
     "ServerOptions",
-    "TraceRecorder",
-    "config_pairs",
     "format_stats",
     "listen_endpoints",
     "size_buffers",
@@ -55,6 +50,14 @@ S = TypeVar("S", bound="Stream")
 
 class ListenError(OSError):
     """A listening socket could not be opened (address in use, no permission, bad address)."""
+
+
+class Recorder(Protocol):
+    """Sees every message in and out (``sansmidreg serve --record``: record.TraceRecorder)."""
+
+    def inbound(self, now: float, source: Endpoint, data: bytes) -> None: ...
+
+    def outbound(self, now: float, dest: Endpoint, data: bytes) -> None: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,7 +85,8 @@ class ServerOptions:
     """Log the statistics every so many seconds (0: never; SIGUSR1 still works in the CLI)."""
     drain_timeout: float = 2.0
     """On stop: how long queued TCP/TLS output may take to flush before sockets close."""
-    recorder: TraceRecorder | None = None
+    recorder: Recorder | None = None
+    """The hook that sees every message in and out (record.TraceRecorder for --record)."""
 
 
 class _Socket(Protocol):
@@ -334,66 +338,3 @@ def _header(data: bytes, *names: bytes) -> str | None:
         if colon and name.strip().lower() in names:
             return value.strip().decode("utf-8", "replace")
     return None
-
-
-def _text(value: object) -> str:
-    if isinstance(value, enum.Enum):
-        return str(value.value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, tuple):
-        return ",".join(_text(v) for v in value)
-    return str(value)
-
-
-def config_pairs(config: Config) -> list[tuple[str, str]]:
-    """The ``# config:`` pairs of a trace: ``mode`` and every field that differs from the
-    default (addresses go in the trace's own header lines)."""
-    default = Config()
-    pairs = [("mode", _text(config.mode))]
-    for f in dataclasses.fields(Config):
-        if f.name in ("mode", "local", "upstream", "extra"):
-            continue
-        value = getattr(config, f.name)
-        if value != getattr(default, f.name):
-            pairs.append((f.name, _text(value)))
-    return pairs
-
-
-class TraceRecorder:
-    """Writes every message in and out as a conformance trace (issue 6 format).
-
-    Our side of each block is the listening address of the message's transport, so the replay
-    engine recognises our messages as expectations; peers appear with their transport prefix.
-    """
-
-    __slots__ = ("_writer", "_ours", "_stream")
-
-    def __init__(self, stream: TextIO, config: Config, listen: Sequence[Endpoint],
-                 title: str = "recorded by sansmidreg serve --record",
-                 seed: int | None = None) -> None:
-        self._stream = stream
-        ours = [Endpoint(transport=e.transport, host=e.host, port=e.port) for e in listen]
-        self._ours = {e.transport: e for e in reversed(ours)}
-        extra = () if seed is None else (("seed", str(seed)),)  # replay --strict: same ids
-        self._writer = TraceWriter(stream, title, [str(e) for e in ours], str(config.upstream),
-                                   config_pairs(config), extra_headers=extra)
-
-    def _us(self, transport: Transport) -> str:
-        return str(self._ours.get(transport) or next(iter(self._ours.values())))
-
-    def inbound(self, now: float, source: Endpoint, data: bytes) -> None:
-        self._write(now, str(source), self._us(source.transport), data)
-
-    def outbound(self, now: float, dest: Endpoint, data: bytes) -> None:
-        self._write(now, self._us(dest.transport), str(dest), data)
-
-    def _write(self, now: float, src: str, dst: str, data: bytes) -> None:
-        try:
-            self._writer.write(now, src, dst, data)
-        except ValueError as exc:  # TraceFormatError: bytes the text form cannot carry
-            LOG.warning("record: message %s -> %s not recorded: %s", src, dst, exc)
-
-    def close(self) -> None:
-        self._stream.close()
-

@@ -18,8 +18,9 @@ from typing import Final
 from sansmidreg import Config, Endpoint, MidRegistrar, SeededIds, SystemIds, UsageError
 from sansmidreg import __version__, parse_endpoint
 
-from ._common import LOG, ListenError, ServerOptions, TraceRecorder, format_stats
+from ._common import LOG, ListenError, ServerOptions, format_stats
 from .config_file import ConfigFileError, FileSettings, check_registrar, load_config_file
+from .record import TraceRecorder
 
 __all__ = ["main"]
 

@@ -14,7 +14,8 @@ import pytest
 
 from sansmidreg import Endpoint, MidRegistrar
 from sansmidreg.conformance._trace import parse_trace
-from sansmidreg_adapters._common import ListenError, ServerOptions, TraceRecorder
+from sansmidreg_adapters._common import ListenError, ServerOptions
+from sansmidreg_adapters.record import TraceRecorder
 from sansmidreg_adapters.sockets import SocketServer
 
 from ._support import (
