@@ -14,8 +14,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from .sip import Response
 
@@ -25,9 +24,9 @@ _PREFERRED_4XX: Final = frozenset({401, 407, 415, 420, 484})
 _AUTH_HEADERS: Final = ("www-authenticate", "proxy-authenticate")
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    """A branch's final answer: a real response (our Via still on top) or a synthetic status."""
+class Candidate(NamedTuple):
+    """A branch's final answer: a real response (our Via still on top) or a synthetic status.
+    (A NamedTuple: one is built per final response of every branch.)"""
 
     status: int
     response: Response | None

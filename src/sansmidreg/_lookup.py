@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from ._actions import Endpoint, Transport
 from ._aor import aor_from_aggregate
@@ -43,9 +43,9 @@ _SHARED: Final = tuple(ipaddress.ip_network(n) for n in (
 ))
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
-    """One branch destination: the Request-URI to write, where to send it, the Route set."""
+class Target(NamedTuple):
+    """One branch destination: the Request-URI to write, where to send it, the Route set.
+    (A NamedTuple: one is built per branch of every fork, and a tuple is the cheapest record.)"""
 
     contact: Contact
     uri: str
