@@ -133,8 +133,8 @@ class ResponseContext:
         self.final_sent = False
         self.cancelled = False
         self._tag: str | None = None
-        self.from_value = request.get("from") or ""  # validated by the lookup path
-        self.to_value = request.get("to") or ""
+        self.from_value = request.first("from") or ""  # validated by the lookup path
+        self.to_value = request.first("to") or ""
         self.call_id = request.call_id
         self.seq = request.cseq.seq
 

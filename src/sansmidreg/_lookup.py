@@ -159,6 +159,10 @@ def _q(contact: Contact) -> float:
         return 1.0
 
 
+def _order(contact: Contact) -> tuple[float, float]:
+    return (-_q(contact), -contact.registered_at)
+
+
 def lookup(ctx: Context, req: Request, now: float) -> list[Target] | Refusal:
     """The targets of an initial request toward our devices, or why there are none."""
     uri = req.uri
@@ -185,6 +189,6 @@ def lookup(ctx: Context, req: Request, now: float) -> list[Target] | Refusal:
         methods = sorted(set().union(*(c.methods or () for c in live)))
         return Refusal(405, "Method Not Allowed", (("Allow", ", ".join(methods)),))
     # q descending, then the most recent registration first (stable for full ties)
-    allowed.sort(key=lambda c: (-_q(c), -c.registered_at))
+    allowed.sort(key=_order)
     targets = [t for t in (target_of(ctx, c) for c in allowed) if t is not None]
     return targets or Refusal(480, "Temporarily Unavailable")
