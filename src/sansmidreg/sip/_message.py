@@ -437,18 +437,7 @@ class Message:
                         ("via", joined, f"{raw[:raw.index(':')]}: {joined}"),)
                 else:
                     header = ()
-                out = self._copy((*self.headers[:i], *header, *self.headers[i + 1:]))
-                data = self._raw
-                if data is not None:  # relaying: splice the wire bytes instead of re-joining
-                    old = f"\r\n{raw}\r\n".encode("utf-8", "surrogateescape")
-                    at = data.find(old)
-                    if at >= 0:
-                        new = f"\r\n{header[0][2]}\r\n" if header else "\r\n"
-                        eol = data.find(b"\r\n")
-                        out._raw = b"".join((
-                            self.start_line().encode("utf-8", "surrogateescape"), data[eol:at],
-                            new.encode("utf-8", "surrogateescape"), data[at + len(old):]))
-                return out
+                return self._copy((*self.headers[:i], *header, *self.headers[i + 1:]))
         raise SipParseError("no Via to remove")
 
     def replace_top_via(self, via: Via) -> Self:
