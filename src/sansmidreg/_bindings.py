@@ -5,65 +5,136 @@
 # - an Aor with no contact and no pending work is removed (no dangling empty AORs, OpenSIPS #1449);
 # - contact ids are unique among live contacts and stable over refreshes of the same binding.
 #
-# Memory matters (DESIGN.md: <= 1 KiB per contact at 1M contacts): Contact and Aor are slotted
-# classes holding strings and numbers only; URIs are kept as text and parsed when needed; the
-# upstream data of a binding (what our de-REGISTER needs) lives in one shared Upstream object.
+# Memory matters (DESIGN.md: <= 1 KiB per contact at 1M contacts): Contact, Upstream and Aor are
+# slotted classes holding strings and numbers only; URIs are kept as text and parsed when needed;
+# what can be derived is not stored (a contact's lifetime = expires_at - updated_at, an upstream
+# binding's refreshed_at = expires_at - granted); the rarely set contact details (q, +sip.instance,
+# reg-id, methods, Path) share one optional tuple; values many bindings repeat (the Request-URI,
+# granted lifetimes, a From URI equal to the To URI) are shared, not copied; a contact is its own
+# entry in the deadline heap (no handle object); an AOR's contacts are a tuple (most have one).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any, Final
 
 from ._actions import Endpoint
-from ._timers import TimerHandle
 
-__all__ = ["Aor", "Contact", "LocationTable", "Upstream"]
+__all__ = ["Aor", "Contact", "LocationTable", "Upstream", "shared"]
+
+_SHARED: dict[object, Any] = {}
+_SHARED_MAX: Final = 4096
+
+
+def shared(value: Any) -> Any:
+    """One object for a value many bindings repeat (bounded: past the limit, the value itself)."""
+    found = _SHARED.get(value)
+    if found is not None:
+        return found
+    if len(_SHARED) < _SHARED_MAX:
+        _SHARED[value] = value
+    return value
 
 
 class Upstream:
     """What the main registrar holds for us: one binding (a contact in contact-throttling mode,
     the aggregate contact of an AOR in AOR mode), and what a de-REGISTER of it needs
-    (OPENSIPS-BEHAVIOUR.md §0.3: F, T, ru, CID, Seq, Con, expO, LRTs)."""
+    (OPENSIPS-BEHAVIOUR.md §0.3: F, T, ru, CID, Seq, Con, expO, LRTs).
 
-    __slots__ = ("from_uri", "to_uri", "request_uri", "call_id", "cseq", "contact_uri",
-                 "granted", "refreshed_at", "expires_at")
+    Stored compactly: the To URI as the AOR key plus a shared tail when it is ``sip:`` + key +
+    tail (the usual case), the From URI only when it differs from the To URI, the Contact the main
+    registrar returned (Con) only when it differs from the one we sent (``None``: rebuild it)."""
 
-    def __init__(self, *, from_uri: str, to_uri: str, request_uri: str, call_id: str, cseq: int,
-                 contact_uri: str, granted: int, refreshed_at: float) -> None:
-        self.from_uri = from_uri
-        self.to_uri = to_uri
-        self.request_uri = request_uri
+    __slots__ = ("aor", "_to", "_from", "request_uri", "call_id", "cseq", "contact_uri",
+                 "granted", "expires_at")
+
+    def __init__(self, *, aor: str, from_uri: str, to_uri: str, request_uri: str, call_id: str,
+                 cseq: int, contact_uri: str | None, granted: int, refreshed_at: float) -> None:
+        self.aor = aor
+        prefix = "sip:" + aor
+        tail = to_uri[len(prefix):]
+        self._to: str = shared(tail) if to_uri.startswith(prefix) and (
+            not tail or tail[0] == "@") else to_uri
+        self._from = None if from_uri == to_uri else from_uri
+        self.request_uri: str = shared(request_uri)
         self.call_id = call_id
         self.cseq = cseq
         self.contact_uri = contact_uri
-        self.granted = granted  # expO: lifetime the main registrar granted (s)
-        self.refreshed_at = refreshed_at  # LRTs: time of its last 2xx
+        self.granted: int = shared(granted)  # expO: lifetime the main registrar granted (s)
         self.expires_at = refreshed_at + granted
+
+    @property
+    def to_uri(self) -> str:
+        """T: the To URI of the last relayed REGISTER."""
+        to = self._to
+        return to if to.startswith(("sip:", "sips:")) else f"sip:{self.aor}{to}"
+
+    @property
+    def from_uri(self) -> str:
+        """F: the From URI of the last relayed REGISTER."""
+        return self.to_uri if self._from is None else self._from
+
+    @property
+    def refreshed_at(self) -> float:
+        """LRTs: time of its last 2xx."""
+        return self.expires_at - self.granted
 
 
 class Contact:
     """One device binding kept locally."""
 
-    __slots__ = ("aor", "uri", "ctid", "expires_at", "lifetime", "q", "call_id", "cseq",
-                 "updated_at", "registered_at", "source", "path", "instance", "reg_id", "methods",
-                 "upstream", "timer")
+    __slots__ = ("aor", "uri", "ctid", "expires_at", "call_id", "cseq", "updated_at",
+                 "registered_at", "source", "upstream", "timer", "details")
 
     def __init__(self, *, aor: str, uri: str, ctid: int, source: Endpoint) -> None:
         self.aor = aor
         self.uri = uri  # the device's Contact URI, as it wrote it (inside <>)
         self.ctid = ctid
         self.expires_at = 0.0
-        self.lifetime = 0  # e_local of the last update (seconds)
-        self.q: str | None = None  # as written, e.g. "0.5"
         self.call_id = ""
         self.cseq = 0
         self.updated_at = 0.0
         self.registered_at = 0.0
         self.source = source
-        self.path: tuple[str, ...] = ()
-        self.instance: str | None = None
-        self.reg_id: int | None = None
-        self.methods: frozenset[str] | None = None
         self.upstream: Upstream | None = None  # contact-throttling / mirror: its upstream binding
-        self.timer: TimerHandle[object] | None = None  # its entry in the deadline heap
+        self.timer: Any = None  # its own entry in the deadline heap (DeadlineHeap.schedule_self)
+        self.details: tuple[str | None, str | None, int | None, frozenset[str] | None,
+                            tuple[str, ...]] | None = None
+        """(q, instance, reg_id, methods, path), or None when all are unset (the usual case)."""
+
+    def __lt__(self, other: object) -> bool:
+        return False  # equal heap keys: leave the order to the heap (deterministic)
+
+    @property
+    def lifetime(self) -> int:
+        """e_local of the last update (seconds)."""
+        return int(self.expires_at - self.updated_at + 0.5)
+
+    @property
+    def q(self) -> str | None:
+        """As written, e.g. "0.5"."""
+        return None if self.details is None else self.details[0]
+
+    @property
+    def instance(self) -> str | None:
+        return None if self.details is None else self.details[1]
+
+    @property
+    def reg_id(self) -> int | None:
+        return None if self.details is None else self.details[2]
+
+    @property
+    def methods(self) -> frozenset[str] | None:
+        return None if self.details is None else self.details[3]
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        return () if self.details is None else self.details[4]
+
+    def set_details(self, q: str | None, instance: str | None, reg_id: int | None,
+                    methods: frozenset[str] | None, path: tuple[str, ...]) -> None:
+        self.details = None if (q is None and instance is None and reg_id is None
+                                and methods is None and not path) else (
+            q, instance, reg_id, methods, path)
 
     def remaining(self, now: float) -> int:
         """Whole seconds of life left (what a UA is told in ;expires=)."""
@@ -72,16 +143,15 @@ class Contact:
 
 
 class Aor:
-    """An address-of-record with its contacts (few: a list is faster than a dict here)."""
+    """An address-of-record with its contacts (few: a tuple, most AORs have one)."""
 
-    __slots__ = ("key", "contacts", "upstream", "pending", "pinned")
+    __slots__ = ("key", "contacts", "upstream", "pending")
 
     def __init__(self, key: str) -> None:
         self.key = key
-        self.contacts: list[Contact] = []
+        self.contacts: tuple[Contact, ...] = ()
         self.upstream: Upstream | None = None  # AOR-throttling: the aggregate binding
         self.pending = 0  # relayed REGISTERs in flight (keeps an empty Aor alive)
-        self.pinned: Endpoint | None = None  # source of the last relayed, accepted REGISTER
 
     def live(self, now: float) -> list[Contact]:
         return [c for c in self.contacts if c.expires_at > now]
@@ -111,14 +181,14 @@ class LocationTable:
         return aor
 
     def add(self, aor: Aor, contact: Contact) -> None:
-        aor.contacts.append(contact)
+        aor.contacts = (*aor.contacts, contact)
         self.by_ctid[contact.ctid] = contact
         self.contact_count += 1
 
     def remove(self, contact: Contact) -> None:
         aor = self.aors.get(contact.aor)
         if aor is not None and contact in aor.contacts:
-            aor.contacts.remove(contact)
+            aor.contacts = tuple(c for c in aor.contacts if c is not contact)
             self.contact_count -= 1
             if self.by_ctid.get(contact.ctid) is contact:
                 del self.by_ctid[contact.ctid]

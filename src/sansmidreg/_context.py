@@ -13,9 +13,9 @@ from ._ids import IdSource, branch_id
 from ._stats import Counters
 from ._timers import DeadlineHeap
 from ._transactions import TransactionLayer
-from .sip import Request, Via, make_response
+from .sip import Request, Via, make_response, split_list
 
-__all__ = ["Context", "response_dest", "stamp_via"]
+__all__ = ["Context", "response_dest", "stamp_via", "stamped_via_line"]
 
 
 def response_dest(via: Via, source: Endpoint) -> Endpoint:
@@ -38,6 +38,22 @@ def stamp_via(request: Request, source: Endpoint) -> Request:
     if via.rport == "":
         changed = changed.with_param("rport", str(source.port))
     return request if changed is via else request.replace_top_via(changed)
+
+
+def stamped_via_line(request: Request, source: Endpoint) -> str | None:
+    """The first Via line's value as stamp_via leaves it, or None when it leaves it alone
+    (to write a relayed request in one pass without copying the request first)."""
+    via = request.top_via
+    changed = via
+    if via.host != source.host:
+        changed = changed.with_param("received", source.host)
+    if via.rport == "":
+        changed = changed.with_param("rport", str(source.port))
+    if changed is via:
+        return None
+    text = str(changed)
+    first = request.get("via") or ""
+    return ", ".join([text, *split_list(first)[1:]]) if "," in first else text
 
 
 class Context:

@@ -50,8 +50,9 @@ class MidRegistrar:
         self._proxy = Proxy(self._ctx)
         self._now = float("-inf")
         self._armed: float | None = None
-        self._fast = (config.mode is Mode.CONTACT_THROTTLING and not config.max_contacts
-                      and not config.domains)
+        self._fast = not config.max_contacts and not config.domains and (
+            config.mode is Mode.CONTACT_THROTTLING or (
+                config.mode is Mode.AOR_THROTTLING and config.conservative_aor_window))
         """Try the absorbed-refresh fast path first (tests turn it off to compare both paths)."""
 
     @property

@@ -1,6 +1,7 @@
-# The absorbed-refresh fast path (contact throttling): the one REGISTER a mid-registrar answers
-# most -- a device refreshing its single, plain Contact inside the throttle window -- decided and
-# answered without building the typed values the general path needs for everything else.
+# The absorbed-refresh fast path (contact throttling, and AOR throttling with the conservative
+# window of DESIGN.md §5.1): the one REGISTER a mid-registrar answers most -- a device refreshing
+# its single, plain Contact inside the throttle window -- decided and answered without building
+# the typed values the general path needs for everything else.
 #
 # Contract: `absorb_fast` returns exactly the actions the general path (MidRegistrar._receive ->
 # Registrar.handle) would return for the same input and state, byte for byte, or None to let the
@@ -19,8 +20,9 @@ import re
 from typing import TYPE_CHECKING, Final
 
 from ._actions import Action, Endpoint, Reply
+from ._config import Mode
 from ._register_reply import contact_list_value
-from .sip import Request, SipParseError
+from .sip import Request
 
 if TYPE_CHECKING:
     from ._registrar import Registrar
@@ -45,6 +47,7 @@ _REQUEST_URI: Final = re.compile(f"sips?:(?:{_USER}@)?{_HOST}{_PORT}{_PARAMS}")
 _CSEQ: Final = re.compile(r"([0-9]{1,9}) REGISTER")
 _MAX_FORWARDS: Final = re.compile(r"25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9][0-9]?")  # 1..255
 _DIGITS: Final = re.compile(r"[0-9]{1,9}")
+_CALL_ID: Final = re.compile(f"{_TOKEN}(?:@{_TOKEN})?")  # RFC 3261 §25.1 callid, conservatively
 # The top Via (RFC 3261 §20.42; RFC 3581): canonical (it re-serializes to itself), a branch with
 # the magic cookie, no `received`, and `rport` (a flag) only as the last parameter.
 _VPARAM: Final = rf";(?!rport\b|received\b|branch\b){_PNAME}(?:=[A-Za-z0-9\-_.!~*'()&+$]+)?"
@@ -58,7 +61,8 @@ _GENERAL: Final = frozenset(("require", "proxy-require", "path", "supported"))
 
 
 def absorb_fast(reg: Registrar, req: Request, source: Endpoint, now: float) -> list[Action] | None:
-    """The general path's answer to an absorbable contact-throttling refresh, or None."""
+    """The general path's answer to an absorbable refresh (contact throttling, or AOR throttling
+    with the conservative window), or None."""
     headers = req.headers
     first = headers[0]
     top = first[1] if first[0] == "via" else req.get("via")
@@ -67,10 +71,21 @@ def absorb_fast(reg: Registrar, req: Request, source: Endpoint, now: float) -> l
     if via is None or len(values) != len(headers) or not _GENERAL.isdisjoint(values):
         return None  # no or odd Via, repeated lines (a Via stack too: the general way), Path ...
     get = values.get
-    contact = _CONTACT.fullmatch(get("contact") or "")
     to = _TO.fullmatch(get("to") or "")
+    if to is None:
+        return None
+    ctx = reg.ctx
+    cfg = ctx.cfg
+    user = to.group(1)
+    aor_key = f"{user}@{to.group(2).lower()}" if cfg.use_domain else user
+    if not cfg.case_sensitive:
+        aor_key = aor_key.lower()
+    aor = ctx.table.aors.get(aor_key)
+    if aor is None:
+        return None  # a first registration: relayed
+    contact = _CONTACT.fullmatch(get("contact") or "")
     cseq = _CSEQ.fullmatch(get("cseq") or "")
-    if contact is None or to is None or cseq is None:
+    if contact is None or cseq is None:
         return None
     if (not _MAX_FORWARDS.fullmatch(get("max-forwards") or "")
             or not _FROM.fullmatch(get("from") or "") or not _REQUEST_URI.fullmatch(req.uri_text)):
@@ -79,18 +94,13 @@ def absorb_fast(reg: Registrar, req: Request, source: Endpoint, now: float) -> l
     if expires_text is not None and not _DIGITS.fullmatch(expires_text):
         return None
     uri_text = contact.group(1)
-    if len(uri_text) > 255:
+    call_id = get("call-id") or ""
+    if len(uri_text) > 255 or not _CALL_ID.fullmatch(call_id):
         return None
-    try:
-        call_id = req.call_id
-    except SipParseError:
-        return None
-    ctx = reg.ctx
     servers = ctx.txns.servers
     if servers and (via.group(6), via.group(2), "REGISTER") in servers:
         return None  # a retransmission of a REGISTER we relayed
     # -- the lifetime (§3.7) and the contact-throttling decision (§1.2 b) -------------------------
-    cfg = ctx.cfg
     raw = contact.group(2)
     e_in = int(raw) if raw is not None else (
         int(expires_text) if expires_text is not None else cfg.default_expires)
@@ -100,13 +110,6 @@ def absorb_fast(reg: Registrar, req: Request, source: Endpoint, now: float) -> l
         e_in = cfg.min_expires
     elif cfg.max_expires and e_in > cfg.max_expires:
         e_in = cfg.max_expires
-    user = to.group(1)
-    aor_key = f"{user}@{to.group(2).lower()}" if cfg.use_domain else user
-    if not cfg.case_sensitive:
-        aor_key = aor_key.lower()
-    aor = ctx.table.aors.get(aor_key)
-    if aor is None:
-        return None
     for found in aor.contacts:  # Aor.find
         if found.uri == uri_text:
             break
@@ -114,11 +117,14 @@ def absorb_fast(reg: Registrar, req: Request, source: Endpoint, now: float) -> l
         return None
     if found.expires_at <= now:
         return None
-    up = found.upstream
+    up = aor.upstream if cfg.mode is Mode.AOR_THROTTLING else found.upstream
     if up is None or now + e_in >= up.expires_at:
-        return None
-    if cfg.pin_absorb_source and found.source != source:
-        return None
+        return None  # the upstream binding would end first (§1.2 b; §1.3 b with DESIGN.md §5.1)
+    if cfg.pin_absorb_source:
+        pinned = found.source
+        if (pinned.port != source.port or pinned.host != source.host
+                or pinned.transport != source.transport or pinned.flow != source.flow):
+            return None
     seq = int(cseq.group(1))
     if found.call_id == call_id and seq <= found.cseq and (
             seq < found.cseq or not (cfg.allow_dup_cseq or now - found.updated_at < 20.0)):
@@ -126,15 +132,13 @@ def absorb_fast(reg: Registrar, req: Request, source: Endpoint, now: float) -> l
     # -- absorb (Registrar.refresh) ----------------------------------------------------------------
     stats = ctx.stats
     stats.registers_received += 1
-    found.lifetime = e_in
     found.expires_at = expires_at = now + e_in
     found.call_id = call_id
     found.cseq = seq
     found.updated_at = now
-    found.q = found.instance = found.reg_id = found.methods = None
-    found.path = ()
+    found.details = None
     timer = found.timer
-    if timer is None or not timer.live or timer.at > expires_at:
+    if timer is None or timer[0] > expires_at:
         reg.schedule_expiry(found)
     if up.call_id == call_id and seq > up.cseq:
         up.cseq = seq
@@ -150,13 +154,13 @@ def absorb_fast(reg: Registrar, req: Request, source: Endpoint, now: float) -> l
         top = None
     token = ctx.ids.token()
     lines = ["SIP/2.0 200 OK"]
-    for key, value, line in [h for h in headers if h[0] in _COPIED]:
-        if key == "via":
-            if top is not None:
+    for key, value, line in headers:
+        if key in _COPIED:
+            if key == "to":
+                line = f"{line[:line.index(':')]}: {value};tag={token}"
+            elif key == "via" and top is not None:
                 line = f"{line[:line.index(':')]}: {top}"
-        elif key == "to":
-            line = f"{line[:line.index(':')]}: {value};tag={token}"
-        lines.append(line)
+            lines.append(line)
     if len(aor.contacts) == 1:  # contact_list_value of one contact, just refreshed
         lines.append(f"Contact: <{uri_text}>;expires={e_in}")
     else:

@@ -14,12 +14,24 @@ from ._bindings import Aor, Contact, Upstream
 from ._config import Mode
 from ._context import Context
 from ._transactions import ClientTxn, ServerTxn
-from .sip import NameAddr, Request, Response, SipParseError, make_request, make_response, unescape
+from .sip import (
+    Header,
+    NameAddr,
+    Request,
+    Response,
+    SipParseError,
+    Uri,
+    make_request,
+    make_response,
+    split_list,
+    unescape,
+)
 
 if TYPE_CHECKING:
     from ._registrar import Registrar
 
-__all__ = ["Deregister", "PendingRegister", "ReqContact", "build_deregister", "contact_list_value"]
+__all__ = ["Deregister", "PendingRegister", "ReqContact", "build_deregister", "contact_list_value",
+           "our_contact_uri"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,15 +79,16 @@ def _granted(addr: NameAddr, header_expires: int | None, default: int) -> int:
 class PendingRegister:
     """A REGISTER relayed upstream, waiting for the main registrar's answer."""
 
-    __slots__ = ("registrar", "request", "source", "dest", "aor", "entries", "ctids", "star",
-                 "path", "server", "request_uri", "started")
+    __slots__ = ("registrar", "_request", "via_line", "source", "dest", "aor", "entries",
+                 "ctids", "star", "path", "server", "request_uri", "started", "dialog")
 
-    def __init__(self, *, registrar: Registrar, request: Request, source: Endpoint,
-                 dest: Endpoint, aor: Aor, entries: list[ReqContact], ctids: list[int],
-                 star: bool, path: tuple[str, ...], server: ServerTxn, request_uri: str,
-                 started: float) -> None:
+    def __init__(self, *, registrar: Registrar, request: Request, via_line: str | None,
+                 source: Endpoint, dest: Endpoint, aor: Aor, entries: list[ReqContact],
+                 ctids: list[int], star: bool, path: tuple[str, ...], server: ServerTxn,
+                 request_uri: str, started: float, dialog: tuple[str, int, Uri, Uri]) -> None:
         self.registrar = registrar
-        self.request = request
+        self._request = request  # as it came
+        self.via_line = via_line  # its first Via line as stamped (None: unchanged)
         self.source = source
         self.dest = dest
         self.aor = aor
@@ -86,6 +99,25 @@ class PendingRegister:
         self.server = server
         self.request_uri = request_uri
         self.started = started
+        self.dialog = dialog
+        """(Call-ID, CSeq number, From URI, To URI) of the REGISTER, parsed when it came."""
+
+    @property
+    def request(self) -> Request:
+        """The REGISTER with received/rport stamped on its top Via (what our own replies copy;
+        built when one is due: a relayed REGISTER usually gets the main registrar's)."""
+        request = self._request
+        line = self.via_line
+        if line is not None:
+            headers = list(request.headers)
+            for i, (key, _, raw) in enumerate(headers):
+                if key == "via":
+                    headers[i] = ("via", line, f"{raw[:raw.index(':')]}: {line}")
+                    break
+            request = Request(request.method, request.uri_text, tuple(headers), request.body,
+                              request.version)
+            self._request, self.via_line = request, None
+        return request
 
     def _send(self, response: Response, now: float) -> Reply:
         ctx = self.registrar.ctx
@@ -105,7 +137,7 @@ class PendingRegister:
         if response.status < 300:
             try:
                 actions.extend(self._apply_2xx(response, now))
-                relayed = self._ua_reply(response.pop_via(), now)
+                relayed = self._ua_reply(response, now)
             except SipParseError as exc:
                 ctx.stats.relayed_failed += 1
                 self._done()
@@ -128,18 +160,33 @@ class PendingRegister:
         return [self._send(timeout, now)]
 
     def _ua_reply(self, response: Response, now: float) -> Response:
-        """The 2xx for the UA: its own bindings and lifetimes, not the main registrar's."""
+        """The 2xx for the UA, in one pass: our Via popped (RFC 3261 §16.7 step 3), the main
+        registrar's Contacts (and Expires) out, the UA's own bindings and lifetimes in, at the
+        end (DESIGN.md §5.4), with the stored Path when the UA supports it (RFC 3327 §5.3)."""
         cfg = self.registrar.ctx.cfg
-        out = response.remove_headers("contact")
-        if cfg.strip_reply_expires or cfg.mode is not Mode.AOR_THROTTLING:
-            out = out.remove_headers("expires")
+        strip_expires = cfg.strip_reply_expires or cfg.mode is not Mode.AOR_THROTTLING
+        headers: list[Header] = []
+        popped = False
+        for header in response.headers:
+            key, value, raw = header
+            if key == "via" and not popped:
+                popped = True
+                rest = split_list(value)[1:] if "," in value else []
+                if rest:
+                    joined = ", ".join(rest)
+                    headers.append(("via", joined, f"{raw[:raw.index(':')]}: {joined}"))
+            elif key != "contact" and (key != "expires" or not strip_expires):
+                headers.append(header)
+        if not popped:
+            raise SipParseError("no Via to remove")
         listing = contact_list_value(self.aor, now)
         if listing:
-            out = out.add_header("Contact", listing)
-        if self.path and "path" in self.request.option_tags("supported"):
+            headers.append(("contact", listing, "Contact: " + listing))
+        if self.path and "path" in self._request.option_tags("supported"):
             for hop in self.path:  # RFC 3327 §5.3: the registrar echoes the Path it stored
-                out = out.add_header("Path", hop)
-        return out
+                headers.append(("path", hop, "Path: " + hop))
+        return Response(response.status, response.reason, tuple(headers), response.body,
+                        response.version)
 
     def _apply_2xx(self, response: Response, now: float) -> list[Action]:
         registrar = self.registrar
@@ -148,14 +195,13 @@ class PendingRegister:
         aor = self.aor
         items = response.contacts.items  # may raise SipParseError: nothing changed yet
         header_expires = response.expires
-        call_id = self.request.call_id
-        seq = self.request.cseq.seq
-        from_uri = str(self.request.from_.uri)
-        to_uri = str(self.request.to.uri)
+        call_id, seq, from_parsed, to_parsed = self.dialog
+        from_uri = str(from_parsed)
+        to_uri = str(to_parsed)
         actions: list[Action] = []
         if self.star:  # Contact: * accepted upstream: every binding of the AOR is gone
-            for contact in list(aor.contacts):
-                ctx.heap.cancel(contact.timer)
+            for contact in aor.contacts:
+                contact.timer = None
                 ctx.table.remove(contact)
             aor.upstream = None
             return actions
@@ -173,7 +219,7 @@ class PendingRegister:
                 old = aor.upstream
                 cseq = max(old.cseq, seq) if old is not None and old.call_id == call_id else seq
                 aor.upstream = Upstream(
-                    from_uri=from_uri, to_uri=to_uri, request_uri=self.request_uri,
+                    aor=aor.key, from_uri=from_uri, to_uri=to_uri, request_uri=self.request_uri,
                     call_id=call_id, cseq=cseq, contact_uri=str(agg.uri), granted=e_common,
                     refreshed_at=now)
             else:
@@ -207,13 +253,15 @@ class PendingRegister:
             found.source = self.source
             registrar.refresh(found, entry, e_local, call_id, seq, now, self.path)
             if rc is not None:
+                con = str(rc.uri)
                 found.upstream = Upstream(
-                    from_uri=from_uri, to_uri=to_uri, request_uri=self.request_uri,
-                    call_id=call_id, cseq=seq, contact_uri=str(rc.uri), granted=e_out,
-                    refreshed_at=now)
+                    aor=aor.key, from_uri=from_uri, to_uri=to_uri, request_uri=self.request_uri,
+                    call_id=call_id, cseq=seq,
+                    contact_uri=None if con == our_contact_uri(ctx, entry.user, ctid) else con,
+                    granted=e_out, refreshed_at=now)
         if aggregate:
             if aor.upstream is None:
-                for contact in list(aor.contacts):  # nothing upstream reaches them any more
+                for contact in aor.contacts:  # nothing upstream reaches them any more
                     self._drop(contact)
             elif not aor.live(now):
                 up, aor.upstream = aor.upstream, None
@@ -231,7 +279,6 @@ class PendingRegister:
 
     def _drop(self, contact: Contact) -> None:
         ctx = self.registrar.ctx
-        ctx.heap.cancel(contact.timer)
         contact.timer = None
         ctx.table.remove(contact)
 
@@ -259,10 +306,40 @@ class Deregister:
                      detail=f"no answer to our de-REGISTER of {self.contact_uri}")]
 
 
-def build_deregister(ctx: Context, up: Upstream, now: float) -> Action:
-    """A REGISTER removing ``up`` from the main registrar: its Call-ID, CSeq + 1, a new From tag,
-    the Contact the main registrar returned with ;expires=0 (OPENSIPS-BEHAVIOUR.md §1.2 e)."""
+def our_contact_uri(ctx: Context, user: str, ctid: int) -> str:
+    """The Contact URI we write upstream for a device (§3.2): ``sip:user@us;ctid=N`` or, with
+    contact_id_in_user, ``sip:N@us``."""
     cfg = ctx.cfg
+    tparam = ctx.transport_param(cfg.upstream)
+    if cfg.contact_id_in_user:
+        return f"sip:{ctid}@{ctx.adv_host_port}{tparam}"
+    return f"sip:{user}@{ctx.adv_host_port};{cfg.contact_id_param}={ctid}{tparam}"
+
+
+def _device_user(contact: Contact, up: Upstream) -> str:
+    """The user part we wrote for ``contact`` upstream (ReqContact.user): its Contact's, else
+    the AOR's."""
+    for text in (contact.uri, up.to_uri):
+        try:
+            uri = Uri.parse(text)
+        except SipParseError:
+            continue
+        if uri.is_sip and uri.user:
+            return uri.user
+    return ""
+
+
+def build_deregister(ctx: Context, up: Upstream, now: float,
+                     contact: Contact | None = None) -> Action:
+    """A REGISTER removing ``up`` from the main registrar: its Call-ID, CSeq + 1, a new From tag,
+    the Contact the main registrar returned with ;expires=0 (OPENSIPS-BEHAVIOUR.md §1.2 e).
+    ``contact`` is the device ``up`` belongs to (contact throttling), to rebuild the Contact we
+    sent when the main registrar returned it unchanged."""
+    cfg = ctx.cfg
+    con = up.contact_uri
+    if con is None:
+        assert contact is not None, "a de-REGISTER of a contact binding needs its contact"
+        con = our_contact_uri(ctx, _device_user(contact, up), contact.ctid)
     up.cseq += 1
     branch, via = ctx.our_via(cfg.upstream)
     request = make_request("REGISTER", up.request_uri, [
@@ -272,10 +349,10 @@ def build_deregister(ctx: Context, up: Upstream, now: float) -> Action:
         ("To", f"<{up.to_uri}>"),
         ("Call-ID", up.call_id),
         ("CSeq", f"{up.cseq} REGISTER"),
-        ("Contact", f"<{up.contact_uri}>;expires=0"),
+        ("Contact", f"<{con}>;expires=0"),
     ])
     txn = ClientTxn(branch=branch, data=request.serialize(), dest=cfg.upstream,
-                    user=Deregister(ctx, up.contact_uri), now=now, t1=cfg.t1, t2=cfg.t2,
+                    user=Deregister(ctx, con), now=now, t1=cfg.t1, t2=cfg.t2,
                     t4=cfg.t4, upstream=True)
     if not cfg.retransmit_deregister:
         txn.next_at = txn.f_at  # OpenSIPS sends it once (§1.2 e)

@@ -19,10 +19,17 @@ from ._actions import Action, Endpoint, Reply
 from ._aor import aggregate_user, aor_of
 from ._bindings import Aor, Contact, Upstream
 from ._config import Mode
-from ._context import Context, response_dest, stamp_via
-from ._register_reply import PendingRegister, ReqContact, build_deregister, contact_list_value
+from ._context import Context, response_dest, stamp_via, stamped_via_line
+from ._register_reply import (
+    PendingRegister,
+    ReqContact,
+    build_deregister,
+    contact_list_value,
+    our_contact_uri,
+)
+from ._timers import SELF_TIE_LIMIT
 from ._transactions import ClientTxn
-from .sip import NameAddr, Request, SipParseError, Uri, unescape
+from .sip import Header, NameAddr, Request, SipParseError, Uri, unescape
 
 __all__ = ["Registrar"]
 
@@ -341,26 +348,23 @@ class Registrar:
 
     def refresh(self, contact: Contact, entry: ReqContact, lifetime: int, call_id: str, seq: int,
                 now: float, path: tuple[str, ...]) -> None:
-        contact.lifetime = lifetime
         contact.expires_at = now + lifetime
         contact.call_id = call_id
         contact.cseq = seq
         contact.updated_at = now
-        contact.q = entry.q
-        contact.instance = entry.instance
-        contact.reg_id = entry.reg_id
-        contact.methods = entry.methods
-        contact.path = path
+        contact.set_details(entry.q, entry.instance, entry.reg_id, entry.methods, path)
         self.schedule_expiry(contact)
 
     def schedule_expiry(self, contact: Contact) -> None:
-        """Keep one heap entry per contact, no later than its expiry. A refresh that moves the
-        expiry later leaves the entry; when it fires early it is re-armed (lazy re-check)."""
-        handle = contact.timer
-        if handle is not None and handle.live and handle.at <= contact.expires_at:
+        """Keep one heap entry per contact, no later than its expiry (the contact is its own
+        entry: DeadlineHeap.schedule_self). A refresh that moves the expiry later leaves the
+        entry; when it fires early it is re-armed (lazy re-check)."""
+        entry = contact.timer
+        if entry is not None and entry[0] <= contact.expires_at:
             return
-        self.ctx.heap.cancel(handle)
-        contact.timer = self.ctx.heap.schedule(contact.expires_at, contact)
+        ctid = contact.ctid
+        contact.timer = self.ctx.heap.schedule_self(
+            contact.expires_at, ctid if ctid < SELF_TIE_LIMIT else ctid % SELF_TIE_LIMIT, contact)
 
     def enforce_max_contacts(self, aor: Aor, now: float) -> list[Action]:
         """force_registration: drop the oldest contacts beyond max_contacts (§4.5)."""
@@ -380,7 +384,6 @@ class Registrar:
         """A contact leaves without its UA asking: tell the main registrar if it still holds a
         binding only this contact justified (§1.2 e, §1.3 e). Mirror mode sends nothing."""
         ctx = self.ctx
-        ctx.heap.cancel(contact.timer)
         contact.timer = None
         ctx.table.remove(contact)
         mode = ctx.cfg.mode
@@ -388,7 +391,7 @@ class Registrar:
         if mode is Mode.CONTACT_THROTTLING:
             up = contact.upstream
             if up is not None and up.expires_at > now:
-                actions.append(self.deregister(up, now))
+                actions.append(build_deregister(ctx, up, now, contact))
         elif mode is Mode.AOR_THROTTLING:
             aor = ctx.table.aors.get(contact.aor)
             if aor is not None and not aor.live(now):
@@ -396,8 +399,8 @@ class Registrar:
                 aor.upstream = None
                 if up is not None and up.expires_at > now:
                     actions.append(self.deregister(up, now))
-                for stale in list(aor.contacts):
-                    ctx.heap.cancel(stale.timer)
+                for stale in aor.contacts:
+                    stale.timer = None
                     ctx.table.remove(stale)
                 ctx.table.discard_if_empty(aor)
         return actions
@@ -407,7 +410,7 @@ class Registrar:
         if self.ctx.table.by_ctid.get(contact.ctid) is not contact:
             return []  # removed meanwhile
         if contact.expires_at > now:
-            contact.timer = self.ctx.heap.schedule(contact.expires_at, contact)
+            self.schedule_expiry(contact)
             return []
         return self.expire(contact, now)
 
@@ -417,7 +420,10 @@ class Registrar:
                path: tuple[str, ...]) -> list[Action]:
         ctx = self.ctx
         cfg = ctx.cfg
-        req = stamp_via(req, source)
+        max_forwards = req.max_forwards
+        dialog = (req.call_id, req.cseq.seq, req.from_.uri, req.to.uri)
+        dest = response_dest(req.top_via, source)
+        via_line = stamped_via_line(req, source)  # received/rport (RFC 3261 §18.2.1, RFC 3581)
         aor = ctx.table.get_or_create(aor_key)
         mode = cfg.mode
         out = cfg.outgoing_expires
@@ -434,13 +440,11 @@ class Registrar:
             if mode is Mode.AOR_THROTTLING:
                 continue
             expires = entry.e_raw if mode is Mode.MIRROR else (out if entry.e_in > 0 else 0)
-            if cfg.contact_id_in_user:
-                uri = f"sip:{ctid}@{ctx.adv_host_port}{tparam}"
-            else:
-                uri = f"sip:{entry.user}@{ctx.adv_host_port};{cfg.contact_id_param}={ctid}{tparam}"
-            upstream_contacts.append(f"<{uri}>;expires={expires}")
-        relayed = req
+            upstream_contacts.append(f"<{our_contact_uri(ctx, entry.user, ctid)}>;expires={expires}")
+        contact_value: str | None = None
+        expires_value: str | None = None
         if not star:
+            has_expires = req.has("expires")
             if mode is Mode.AOR_THROTTLING:
                 live_after = {id(c) for c in aor.live(now)}
                 for entry in entries:
@@ -449,30 +453,23 @@ class Registrar:
                         live_after.discard(id(found))
                 keep = bool(live_after) or any(e.e_in > 0 for e in entries)
                 agg = f"sip:{aggregate_user(aor_key, cfg.at_escape)}@{ctx.adv_host_port}{tparam}"
-                value = f"<{agg}>" if req.has("expires") else f"<{agg}>;expires={out if keep else 0}"
-                relayed = relayed.replace_headers("contact", [value])
-                if req.has("expires"):
-                    relayed = relayed.replace_headers("expires", [str(out if keep else 0)])
+                contact_value = f"<{agg}>" if has_expires else (
+                    f"<{agg}>;expires={out if keep else 0}")
+                if has_expires:
+                    expires_value = str(out if keep else 0)
             else:
-                relayed = relayed.replace_headers("contact", [", ".join(upstream_contacts)])
-                if mode is Mode.CONTACT_THROTTLING and req.has("expires"):
-                    relayed = relayed.replace_headers(
-                        "expires", [str(out if any(e.e_in for e in entries) else 0)])
-        relayed = relayed.remove_headers("path")  # RFC 3327: we are the path upstream
-        max_forwards = req.max_forwards
-        relayed = relayed.replace_headers(
-            "max-forwards", [str(70 if max_forwards is None else max_forwards - 1)])
-        if cfg.upstream_uri:
-            relayed = relayed.with_uri(cfg.upstream_uri)
+                contact_value = ", ".join(upstream_contacts)
+                if mode is Mode.CONTACT_THROTTLING and has_expires:
+                    expires_value = str(out if any(e.e_in for e in entries) else 0)
         branch, via = ctx.our_via(up_dest)
-        relayed = relayed.push_via(via)
-        data = relayed.serialize()
+        data = _relayed_bytes(req, via_line, via, contact_value, expires_value, str(
+            70 if max_forwards is None else max_forwards - 1), cfg.upstream_uri)
 
         server = ctx.txns.start_server(key, source, 64 * cfg.t1)
         pending = PendingRegister(
-            registrar=self, request=req, source=source, dest=response_dest(req.top_via, source),
-            aor=aor, entries=entries, ctids=ctids, star=star, path=path, server=server,
-            request_uri=relayed.uri_text, started=now)
+            registrar=self, request=req, via_line=via_line, source=source, dest=dest, aor=aor,
+            entries=entries, ctids=ctids, star=star, path=path, server=server,
+            request_uri=cfg.upstream_uri or req.uri_text, started=now, dialog=dialog)
         aor.pending += 1
         txn = ClientTxn(branch=branch, data=data, dest=up_dest, user=pending, now=now,
                         t1=cfg.t1, t2=cfg.t2, t4=cfg.t4, upstream=True)
@@ -480,5 +477,52 @@ class Registrar:
         return [ctx.txns.start_client(txn)]
 
     def deregister(self, up: Upstream, now: float) -> Action:
-        """Our own de-REGISTER of an upstream binding (§1.2 e)."""
+        """Our own de-REGISTER of an AOR's aggregate binding (§1.3 e)."""
         return build_deregister(self.ctx, up, now)
+
+
+def _relayed_bytes(req: Request, via_line: str | None, via: str, contact: str | None,
+                   expires: str | None, max_forwards: str, request_uri: str | None) -> bytes:
+    """The REGISTER we relay, in one pass over ``req``'s lines (RFC 3261 §16.6): our Via on top
+    of the UA's (stamped: ``via_line``), Max-Forwards decremented, Contact and Expires replaced
+    where the first of their lines stood (when given), Path removed (RFC 3327: we are the path
+    upstream); every other line as it came."""
+    headers: list[Header] = []
+    placed: set[str] = set()
+    pushed = False
+    for header in req.headers:
+        key = header[0]
+        if key == "via" and not pushed:
+            headers.append(("via", via, "Via: " + via))
+            pushed = True
+            if via_line is not None:
+                raw = header[2]
+                header = ("via", via_line, f"{raw[:raw.index(':')]}: {via_line}")
+        elif key == "path":
+            continue
+        elif key == "contact" and contact is not None:
+            if key not in placed:
+                placed.add(key)
+                headers.append(("contact", contact, "Contact: " + contact))
+            continue
+        elif key == "expires" and expires is not None:
+            if key not in placed:
+                placed.add(key)
+                headers.append(("expires", expires, "Expires: " + expires))
+            continue
+        elif key == "max-forwards":
+            if key not in placed:
+                placed.add(key)
+                headers.append(("max-forwards", max_forwards, "Max-Forwards: " + max_forwards))
+            continue
+        headers.append(header)
+    if not pushed:
+        headers.insert(0, ("via", via, "Via: " + via))
+    if "max-forwards" not in placed:
+        headers.append(("max-forwards", max_forwards, "Max-Forwards: " + max_forwards))
+    if contact is not None and "contact" not in placed:
+        headers.append(("contact", contact, "Contact: " + contact))
+    if expires is not None and "expires" not in placed:
+        headers.append(("expires", expires, "Expires: " + expires))
+    return Request(req.method, request_uri or req.uri_text, tuple(headers), req.body,
+                   req.version).serialize()

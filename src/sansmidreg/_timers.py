@@ -1,19 +1,35 @@
 # The deadline heap (DESIGN.md §2.6: exact-time expiry, no periodic sweep).
 #
-# One binary heap of (deadline, sequence, handle) tuples (compared natively, no Python-level
-# __lt__ on the hot path). Cancelling is lazy: a cancelled entry stays in the
-# heap and is skipped when it surfaces, so cancel is O(1) and schedule O(log n). Owners that move
-# a deadline later often (a refreshed contact) may instead leave the old entry and re-check when it
-# fires; either way `next_deadline()` may be earlier than the next real event, never later, so an
-# early `handle_timer` is harmless. The heap is compacted when dead entries outnumber live ones.
+# One binary heap of (deadline, tie, entry) tuples (compared natively, no Python-level __lt__ on
+# the hot path). Two kinds of entries:
+# - a TimerHandle (`schedule`/`cancel`): tie is a sequence number (from 2**63 up), so equal
+#   deadlines pop in insertion order;
+# - a self-timed owner (`schedule_self`), for the one-per-contact expiry deadlines where a handle
+#   object would cost more memory than the contact's other fields: the owner keeps the entry
+#   tuple in its `timer` attribute, the entry is live while `owner.timer is entry`, and it is
+#   cancelled by setting `owner.timer = None`. Its tie (below 2**63) is the owner's own id, and
+#   equal (deadline, tie) pairs never compare owners of different kinds.
+# Cancelling is lazy: a cancelled entry stays in the heap and is skipped when it surfaces, so
+# cancel is O(1) and schedule O(log n). Owners that move a deadline later often (a refreshed
+# contact) may instead leave the old entry and re-check when it fires; either way
+# `next_deadline()` may be earlier than the next real event, never later, so an early
+# `handle_timer` is harmless. The heap is compacted when dead handles outnumber live entries.
 from __future__ import annotations
 
 import heapq
-from typing import Generic, Hashable, TypeVar
+from typing import Any, Generic, Hashable, Protocol, TypeVar
 
-__all__ = ["DeadlineHeap", "TimerHandle"]
+__all__ = ["SELF_TIE_LIMIT", "DeadlineHeap", "SelfTimed", "TimerHandle"]
 
 K = TypeVar("K", bound=Hashable)
+SELF_TIE_LIMIT = 1 << 63
+"""Ties of self-timed entries are below this; handle sequence numbers start at 2**63."""
+
+
+class SelfTimed(Protocol):
+    """An owner that is its own heap entry (see the module comment)."""
+
+    timer: Any
 
 
 class TimerHandle(Generic[K]):
@@ -37,8 +53,8 @@ class DeadlineHeap(Generic[K]):
     __slots__ = ("_heap", "_seq", "_dead")
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, TimerHandle[K]]] = []
-        self._seq = 0
+        self._heap: list[tuple[float, int, Any]] = []
+        self._seq = 1 << 63
         self._dead = 0
 
     def __len__(self) -> int:
@@ -50,35 +66,57 @@ class DeadlineHeap(Generic[K]):
         heapq.heappush(self._heap, (at, self._seq, handle))
         return handle
 
+    def schedule_self(self, at: float, tie: int, owner: SelfTimed) -> tuple[float, int, Any]:
+        """Schedule ``owner`` itself at ``at`` (0 <= tie < SELF_TIE_LIMIT); the caller stores the
+        returned entry in ``owner.timer`` (and sets it to None to cancel)."""
+        entry = (at, tie, owner)
+        heapq.heappush(self._heap, entry)
+        return entry
+
     def cancel(self, handle: TimerHandle[K] | None) -> None:
         if handle is None or not handle.live:
             return
         handle.live = False
         self._dead += 1
         if self._dead > 1024 and self._dead * 2 > len(self._heap):
-            self._heap = [e for e in self._heap if e[2].live]
+            self._heap = [e for e in self._heap if _live(e)]
             heapq.heapify(self._heap)
             self._dead = 0
 
     def next_deadline(self) -> float | None:
         heap = self._heap
-        while heap and not heap[0][2].live:
-            heapq.heappop(heap)
-            self._dead -= 1
+        while heap and not _live(heap[0]):
+            if type(heapq.heappop(heap)[2]) is TimerHandle:
+                self._dead -= 1
         return heap[0][0] if heap else None
 
     def pop_due(self, now: float) -> K | None:
         """Remove and return the key of the earliest live deadline at or before ``now``."""
         heap = self._heap
         while heap:
-            top = heap[0][2]
-            if not top.live:
+            entry = heap[0]
+            top = entry[2]
+            if type(top) is TimerHandle:
+                if not top.live:
+                    heapq.heappop(heap)
+                    self._dead -= 1
+                    continue
+                if top.at > now:
+                    return None
                 heapq.heappop(heap)
-                self._dead -= 1
+                top.live = False
+                return top.key  # type: ignore[no-any-return]
+            if top.timer is not entry:  # a self-timed owner that moved on or was cancelled
+                heapq.heappop(heap)
                 continue
-            if top.at > now:
+            if entry[0] > now:
                 return None
             heapq.heappop(heap)
-            top.live = False
-            return top.key
+            top.timer = None
+            return top  # type: ignore[no-any-return]
         return None
+
+
+def _live(entry: tuple[float, int, Any]) -> bool:
+    top = entry[2]
+    return top.live if type(top) is TimerHandle else top.timer is entry

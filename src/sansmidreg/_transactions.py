@@ -91,6 +91,19 @@ class TxnUser(Protocol):
     def on_timeout(self, txn: ClientTxn, now: float) -> list[Action]: ...
 
 
+class _Done:
+    """The user of a completed client transaction: nothing more is reported."""
+
+    def on_response(self, txn: ClientTxn, response: Response, now: float) -> list[Action]:
+        return []
+
+    def on_timeout(self, txn: ClientTxn, now: float) -> list[Action]:
+        return []
+
+
+_DONE: Final = _Done()
+
+
 class ClientTxn:
     """A non-INVITE client transaction (RFC 3261 §17.1.2)."""
 
@@ -182,13 +195,17 @@ class TransactionLayer:
         effect = txn.step(event)
         if effect is not Effect.PASS:
             return []
-        if event is Event.FINAL:
-            self.heap.cancel(txn.timer)
-            txn.complete(now)
-            txn.timer = self.heap.schedule(txn.next_at, txn)
-        elif txn.state is TxnState.PROCEEDING and not txn.dest.is_reliable:
-            pass  # Timer E keeps running at T2 (applied on the next firing)
-        return txn.user.on_response(txn, response, now)
+        if event is Event.PROVISIONAL:
+            return txn.user.on_response(txn, response, now)  # Timer E goes on (T2 in Proceeding)
+        self.heap.cancel(txn.timer)
+        txn.complete(now)
+        txn.timer = self.heap.schedule(txn.next_at, txn)
+        user = txn.user
+        # Completed only absorbs response retransmissions until Timer K: let the user and the
+        # request bytes go now rather than then (less for the garbage collector to carry)
+        txn.user = _DONE
+        txn.data = b""
+        return user.on_response(txn, response, now)
 
     def client_timer(self, txn: ClientTxn, now: float) -> list[Action]:
         event = txn.fire(now)

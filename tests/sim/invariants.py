@@ -18,15 +18,33 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from sansmidreg import Config, MidRegistrar, Mode
 from sansmidreg._bindings import Contact
 from sansmidreg.sip import SipParseError, Uri, unescape
 
-from .mainreg import Binding
+from .mainreg import Binding, SimMainRegistrar
 from .network import Network
 
-__all__ = ["Invariants", "local_contacts", "settled_contacts"]
+__all__ = ["Invariants", "World", "local_contacts", "settled_contacts"]
+
+
+class World(Protocol):
+    """What invariant (a) looks at: a core, its main registrar, the time (a Network, or a
+    benchmark's own event loop)."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def core(self) -> MidRegistrar: ...
+
+    @property
+    def registrar(self) -> SimMainRegistrar: ...
+
+    @property
+    def now(self) -> float: ...
 
 
 def local_contacts(core: MidRegistrar, now: float) -> list[Contact]:
@@ -76,7 +94,7 @@ class Invariants:
             raise AssertionError("invariant violations:\n" + "\n".join(self.violations[:20]))
 
     # -- (a) -------------------------------------------------------------------------------------
-    def _reaching(self, net: Network, now: float) -> dict[str, list[Binding]]:
+    def _reaching(self, net: World, now: float) -> dict[str, list[Binding]]:
         """Main-registrar bindings pointing at us, by what they reach: 'ctid:N' or 'aor:KEY'."""
         cfg = net.config
         adv = cfg.advertised_endpoint
@@ -105,7 +123,7 @@ class Invariants:
             return "aor:" + contact.aor
         return f"ctid:{contact.ctid}"
 
-    def reachable(self, net: Network) -> None:
+    def reachable(self, net: World) -> None:
         now = net.now
         cfg = net.config
         reaching = self._reaching(net, now)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sansmidreg import Endpoint
@@ -92,6 +93,8 @@ class SimMainRegistrar:
     """Challenge every relayed REGISTER without credentials (the mid-registrar's own
     de-REGISTERs are accepted: its address is "whitelisted", as OpenSIPS's tutorial says)."""
     shorten_to: int = 60
+    echo: Callable[[str], str] = field(default=lambda uri: uri)
+    """How a binding's URI is written in the 200 (main registrars may re-format it)."""
     bindings: dict[str, dict[str, Binding]] = field(default_factory=dict)
     seen: list[Seen] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
@@ -273,7 +276,7 @@ class SimMainRegistrar:
         return self._ok(req, aor, now)
 
     def _ok(self, req: Request, aor: str, now: float) -> bytes:
-        listing = [f"<{b.uri}>;expires={_remaining(b.expires_at, now)}"
+        listing = [f"<{self.echo(b.uri)}>;expires={_remaining(b.expires_at, now)}"
                    for b in self.bindings.get(aor, {}).values() if b.expires_at > now]
         headers = [("Contact", v) for v in listing]
         if self.expires_header:

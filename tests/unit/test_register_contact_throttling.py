@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from sansmidreg import Config, Endpoint, Mode
 
 if (_tests := str(Path(__file__).resolve().parents[1])) not in sys.path:
@@ -262,6 +264,30 @@ def test_contact_throttling_deregister_uses_the_contact_the_main_registrar_retur
     net.advance(60.0)
     (seen,) = net.registrar.deregisters
     assert contacts(seen.request) == [(uri, "0")]
+
+
+def test_contact_throttling_deregister_uses_a_reformatted_contact_as_returned() -> None:
+    net = make()
+    net.registrar.echo = lambda uri: uri.replace("sip:alice@", "sip:%61lice@")  # same URI
+    ua = net.ua("alice", 5201)
+    register(net, ua, 60)
+    (uri, _), = contacts(net.registrar.relayed[0].request)
+    net.advance(60.0)
+    (seen,) = net.registrar.deregisters
+    assert contacts(seen.request) == [(uri.replace("sip:alice@", "sip:%61lice@"), "0")]
+    assert net.registrar.live(net.now) == []
+
+
+@pytest.mark.parametrize("overrides", [{"use_domain": True}, {"case_sensitive": False}])
+def test_contact_throttling_deregister_keeps_the_exact_from_and_to(overrides: dict[str, Any]
+                                                                   ) -> None:
+    net = make(**overrides)
+    ua = net.ua("Alice", 5201, domain="Example.TEST")
+    register(net, ua, 60)
+    net.advance(60.0)
+    (seen,) = net.registrar.deregisters
+    assert str(seen.request.to.uri) == "sip:Alice@Example.TEST"
+    assert str(seen.request.from_.uri) == "sip:Alice@Example.TEST"
 
 
 def test_contact_throttling_deregister_is_retransmitted_by_timer_e() -> None:

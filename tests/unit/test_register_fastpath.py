@@ -26,7 +26,7 @@ if (_tests := str(Path(__file__).resolve().parents[1])) not in sys.path:
 from sim import Network, SimUA
 
 BASE = Config(mode=Mode.CONTACT_THROTTLING, outgoing_expires=600, min_expires=5)
-DEVICES = [("alice", 5201), ("bob", 5202), ("carol", 5203)]
+DEVICES = [("alice", 5201), ("bob", 5202), ("carol", 5203), ("alice", 5204)]
 
 
 def pair(**overrides: Any) -> tuple[MidRegistrar, MidRegistrar, list[SimUA], float]:
@@ -49,7 +49,7 @@ def pair(**overrides: Any) -> tuple[MidRegistrar, MidRegistrar, list[SimUA], flo
                 assert item.source is not None
                 core.receive(item.data, item.source, item.now)
         cores.append(core)
-    assert cores[0].stats().contacts == 3
+    assert cores[0].stats().contacts == 4
     return cores[0], cores[1], uas, net.now
 
 
@@ -129,10 +129,10 @@ def steps(draw: st.DrawFn) -> list[tuple[int, int, dict[str, str | None], float,
 
 @settings(max_examples=int(os.environ.get("SANSMIDREG_FASTPATH_EXAMPLES", "300")), deadline=None,
           suppress_health_check=[HealthCheck.too_slow])
-@given(plan=steps())
+@given(plan=steps(), mode=st.sampled_from([Mode.CONTACT_THROTTLING, Mode.AOR_THROTTLING]))
 def test_fast_and_general_paths_answer_byte_for_byte_alike(
-        plan: list[tuple[int, int, dict[str, str | None], float, bool]]) -> None:
-    fast, general, uas, now = pair()
+        plan: list[tuple[int, int, dict[str, str | None], float, bool]], mode: Mode) -> None:
+    fast, general, uas, now = pair(mode=mode)
     for i, cseq, changes, dt, same_source in plan:
         now += dt
         ua = uas[i]
@@ -145,7 +145,9 @@ def test_fast_and_general_paths_answer_byte_for_byte_alike(
 
 
 @pytest.mark.parametrize("overrides", [{}, {"compat": "opensips"}, {"use_domain": True},
-                                       {"case_sensitive": False}, {"allow_dup_cseq": False}])
+                                       {"case_sensitive": False}, {"allow_dup_cseq": False},
+                                       {"mode": Mode.AOR_THROTTLING},
+                                       {"mode": Mode.AOR_THROTTLING, "use_domain": True}])
 def test_fast_path_takes_the_plain_refresh_and_agrees(overrides: dict[str, Any],
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     taken = []
@@ -164,13 +166,14 @@ def test_fast_path_takes_the_plain_refresh_and_agrees(overrides: dict[str, Any],
             assert fast.receive(data, ua.endpoint, now + k) == general.receive(
                 data, ua.endpoint, now + k)
     assert taken[:2] == [True, True] and fast.stats() == general.stats()
-    assert fast.stats().registers_absorbed == 9
+    assert fast.stats().registers_absorbed == 12
 
 
 def test_fast_path_is_off_where_it_does_not_apply() -> None:
     assert MidRegistrar(BASE, ids=SeededIds(1))._fast
+    assert MidRegistrar(dataclasses.replace(BASE, mode=Mode.AOR_THROTTLING), ids=SeededIds(1))._fast
     for cfg in (dataclasses.replace(BASE, mode=Mode.MIRROR),
-                dataclasses.replace(BASE, mode=Mode.AOR_THROTTLING),
+                dataclasses.replace(BASE, mode=Mode.AOR_THROTTLING, compat="opensips"),
                 dataclasses.replace(BASE, max_contacts=2),
                 dataclasses.replace(BASE, domains=("example.test",))):
         assert not MidRegistrar(cfg, ids=SeededIds(1))._fast
