@@ -167,12 +167,33 @@ class Aor:
 class LocationTable:
     """AOR records and the contact-id index."""
 
-    __slots__ = ("aors", "by_ctid", "contact_count")
+    __slots__ = ("aors", "by_ctid", "contact_count", "inflight")
 
     def __init__(self) -> None:
         self.aors: dict[str, Aor] = {}
         self.by_ctid: dict[int, Contact] = {}
         self.contact_count = 0
+        self.inflight: dict[tuple[str, str], list[int]] = {}
+        """(AOR key, Contact URI) of a device not yet bound locally -> [the contact id its
+        relayed REGISTER carries upstream, how many such REGISTERs are in flight]: a second
+        REGISTER of the same device before the first is answered reuses the id, so that the
+        main registrar sees one binding (and its CSeq check orders them), not two."""
+
+    def claim(self, aor: str, uri: str, ctid: int) -> int:
+        """The contact id of a device's relayed REGISTER: one already in flight, else ``ctid``."""
+        slot = self.inflight.get((aor, uri))
+        if slot is None:
+            self.inflight[(aor, uri)] = [ctid, 1]
+            return ctid
+        slot[1] += 1
+        return slot[0]
+
+    def release(self, aor: str, uri: str) -> None:
+        slot = self.inflight.get((aor, uri))
+        if slot is not None:
+            slot[1] -= 1
+            if slot[1] <= 0:
+                del self.inflight[(aor, uri)]
 
     def get_or_create(self, key: str) -> Aor:
         aor = self.aors.get(key)

@@ -125,8 +125,12 @@ class PendingRegister:
         return ctx.txns.server_send(self.server, reply, response.status, now)
 
     def _done(self) -> None:
-        self.aor.pending -= 1
-        self.registrar.ctx.table.discard_if_empty(self.aor)
+        aor = self.aor
+        table = self.registrar.ctx.table
+        aor.pending -= 1
+        for entry in self.entries:
+            table.release(aor.key, entry.uri)
+        table.discard_if_empty(aor)
 
     def on_response(self, txn: ClientTxn, response: Response, now: float) -> list[Action]:
         ctx = self.registrar.ctx

@@ -431,11 +431,18 @@ class Registrar:
         tparam = ctx.transport_param(up_dest)
         upstream_contacts: list[str] = []
         ctids: list[int] = []
+        table = ctx.table
         for entry in entries:
             found = self._match(aor, entry)
-            ctid = found.ctid if found is not None else ctx.ids.contact_id()
-            while found is None and ctid in ctx.table.by_ctid:
+            if found is not None:
+                ctid = found.ctid
+            elif (slot := table.inflight.get((aor_key, entry.uri))) is not None:
+                ctid = slot[0]  # the same device relayed a moment ago: the same binding
+            else:
                 ctid = ctx.ids.contact_id()
+                while ctid in table.by_ctid:
+                    ctid = ctx.ids.contact_id()
+            table.claim(aor_key, entry.uri, ctid)  # released when the answer is in
             ctids.append(ctid)
             if mode is Mode.AOR_THROTTLING:
                 continue

@@ -121,6 +121,8 @@ def sound(core: MidRegistrar) -> None:
     contacts = [c for aor in table.aors.values() for c in aor.contacts]
     assert table.contact_count == len(contacts)
     assert {id(c) for c in contacts} == {id(c) for c in table.by_ctid.values()}
+    for (aor_key, _), (_, count) in table.inflight.items():
+        assert count > 0 and table.aors[aor_key].pending > 0, "in-flight id of nothing pending"
     for key, aor in table.aors.items():
         assert aor.key == key and aor.pending >= 0
         assert aor.contacts or aor.pending or aor.upstream is not None, f"dangling AOR {key}"

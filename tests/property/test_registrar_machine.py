@@ -164,6 +164,7 @@ class RegistrarMachine(RuleBasedStateMachine):
         # of ours was counted by the core
         net.advance(net.now + 64 * net.config.t1 + 10)
         self.inv.raise_if_any()
+        assert net.core._ctx.table.inflight == {}  # every relay answered or timed out
         stats = net.core.stats()
         ended = net.now - 64 * net.config.t1 - 1.0
         assert stats.deregisters_failed >= sum(1 for t in net.registrar.refused_at if t <= ended)

@@ -241,3 +241,25 @@ def test_mirror_challenge_then_authenticated_retry_is_relayed() -> None:
     (binding,) = net.registrar.live(net.now)  # the challenged attempt bound nothing
     assert binding.uri.endswith(f";ctid={ctid_of(net, 1)}")
     assert ua.answers[0].response.get("www-authenticate") is not None
+
+
+def test_mirror_second_register_of_a_device_in_flight_reuses_its_contact_id() -> None:
+    # the first REGISTER's first transmission is lost upstream; the device (or a late
+    # retransmission) registers again before the answer: one binding upstream, not two
+    net = make()
+    ua = net.ua("alice", 5201)
+    net.registrar.expect(Behaviour.DROP_FIRST)
+    net.send(ua, ua.register(30), retransmit=False)
+    net.settle(0.1)
+    net.send(ua, ua.register(60), retransmit=False)
+    net.settle(2.0)
+    assert len({b.key for b in net.registrar.live(net.now)}) == 1
+    first, second = net.registrar.relayed
+    assert (first.status, second.status) == (None, 200)
+    (uri_1, _), = contacts(first.request)
+    (uri_2, _), = contacts(second.request)
+    assert uri_1 == uri_2  # the same ;ctid=
+    # the lost CSeq 1 got through on timer E after CSeq 2: the main registrar refused it
+    assert sorted(a.response.status for a in ua.answers) == [200, 500]
+    assert contacts(register(net, ua, None, query=True).response) == [(ua.contact_uri, "58")]
+    assert net.core._ctx.table.inflight == {}
