@@ -90,6 +90,8 @@ def test_duplicated_upstream_requests_fail() -> None:
 
 
 def test_a_registrar_that_relays_every_refresh_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the absorbed-refresh fast path (sansmidreg._fastpath) must be switched off too
+    monkeypatch.setattr("sansmidreg._core.absorb_fast", lambda *args: None)
     monkeypatch.setattr(Registrar, "_plan_contact", lambda self, *args: None)
     monkeypatch.setattr(Registrar, "_plan_aor", lambda self, *args: None)
     result = replay_trace(trace("ctthrottle-refresh"))
