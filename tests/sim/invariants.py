@@ -73,6 +73,7 @@ class Invariants:
     orphan_since: dict[tuple[str, float], float] = field(default_factory=dict)
     """(binding key, its expiry: one lease) -> when it was first seen reaching nothing."""
     _answers_seen: dict[int, int] = field(default_factory=dict)
+    _labels: dict[str, str | None] = field(default_factory=dict)
 
     def __call__(self, net: Network) -> None:
         self.check(net)
@@ -96,26 +97,33 @@ class Invariants:
     # -- (a) -------------------------------------------------------------------------------------
     def _reaching(self, net: World, now: float) -> dict[str, list[Binding]]:
         """Main-registrar bindings pointing at us, by what they reach: 'ctid:N' or 'aor:KEY'."""
-        cfg = net.config
-        adv = cfg.advertised_endpoint
         out: dict[str, list[Binding]] = {}
+        labels = self._labels
         for b in net.registrar.live(now - self.tolerance):  # network delay: see `tolerance`
-            try:
-                uri = Uri.parse(b.uri)
-            except SipParseError:
-                continue
-            if (uri.host, uri.port or 5060) != (adv.host, adv.port):
-                continue
-            if cfg.mode is Mode.AOR_THROTTLING:
-                user = unescape(uri.user or "")
-                if cfg.at_escape != "%40":
-                    user = user.replace(cfg.at_escape, "@", 1)
-                label = "aor:" + user
-            else:
-                ident = uri.user if cfg.contact_id_in_user else uri.param(cfg.contact_id_param)
-                label = f"ctid:{ident}"
-            out.setdefault(label, []).append(b)
+            label = labels.get(b.uri, "")
+            if label == "":
+                label = labels[b.uri] = self._label_of(b.uri, net.config)
+            if label is not None:
+                out.setdefault(label, []).append(b)
         return out
+
+    @staticmethod
+    def _label_of(text: str, cfg: Config) -> str | None:
+        """What a binding's URI reaches, 'ctid:N' or 'aor:KEY'; None when it is not ours."""
+        adv = cfg.advertised_endpoint
+        try:
+            uri = Uri.parse(text)
+        except SipParseError:
+            return None
+        if (uri.host, uri.port or 5060) != (adv.host, adv.port):
+            return None
+        if cfg.mode is Mode.AOR_THROTTLING:
+            user = unescape(uri.user or "")
+            if cfg.at_escape != "%40":
+                user = user.replace(cfg.at_escape, "@", 1)
+            return "aor:" + user
+        ident = uri.user if cfg.contact_id_in_user else uri.param(cfg.contact_id_param)
+        return f"ctid:{ident}"
 
     @staticmethod
     def _label(contact: Contact, cfg: Config) -> str:
