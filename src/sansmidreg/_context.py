@@ -12,7 +12,7 @@ from ._config import Config
 from ._ids import IdSource, branch_id
 from ._stats import Counters
 from ._timers import DeadlineHeap
-from ._transactions import TransactionLayer
+from ._transactions import ClientTxn, TransactionLayer
 from .sip import Request, Via, make_response, split_list
 
 __all__ = ["Context", "response_dest", "stamp_via", "stamped_via_line"]
@@ -60,6 +60,7 @@ class Context:
     """Shared state of one MidRegistrar."""
 
     __slots__ = ("cfg", "ids", "table", "txns", "heap", "stats", "adv", "adv_host_port",
+                 "deregistering",
                  "_local")
 
     def __init__(self, cfg: Config, ids: IdSource) -> None:
@@ -69,6 +70,8 @@ class Context:
         self.heap: DeadlineHeap[object] = DeadlineHeap()
         self.stats = Counters()
         self.txns = TransactionLayer(self.heap, self.stats)
+        self.deregistering: dict[str, ClientTxn] = {}
+        """AOR key -> our de-REGISTER of its aggregate binding, while it is in progress."""
         self.adv = cfg.advertised_endpoint
         host = f"[{self.adv.host}]" if ":" in self.adv.host else self.adv.host
         self.adv_host_port = f"{host}:{self.adv.port}"

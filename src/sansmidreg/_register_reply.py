@@ -80,7 +80,8 @@ class PendingRegister:
     """A REGISTER relayed upstream, waiting for the main registrar's answer."""
 
     __slots__ = ("registrar", "_request", "via_line", "source", "dest", "aor", "entries",
-                 "ctids", "star", "path", "server", "request_uri", "started", "dialog")
+                 "ctids", "star", "path", "server", "request_uri", "started", "dialog",
+                 "resume")
 
     def __init__(self, *, registrar: Registrar, request: Request, via_line: str | None,
                  source: Endpoint, dest: Endpoint, aor: Aor, entries: list[ReqContact],
@@ -101,6 +102,9 @@ class PendingRegister:
         self.started = started
         self.dialog = dialog
         """(Call-ID, CSeq number, From URI, To URI) of the REGISTER, parsed when it came."""
+        self.resume: Deregister | None = None
+        """AOR mode: our de-REGISTER of the aggregate that this REGISTER interrupted; sent again
+        if this one binds nothing (Registrar._relay)."""
 
     @property
     def request(self) -> Request:
@@ -147,21 +151,35 @@ class PendingRegister:
                 self._done()
                 bad = make_response(self.request, 502, "Bad Gateway")
                 return [Drop(reason="bad-upstream-2xx", detail=f"main registrar's 2xx: {exc}"),
-                        self._send(bad, now)]
+                        self._send(bad, now), *self._resume(now)]
         else:  # 4xx/5xx/6xx: relayed unchanged, bindings untouched (§1.1 g, h)
             ctx.stats.relayed_failed += 1
             relayed = response.pop_via()
+            actions.extend(self._resume(now))
         self._done()
         actions.append(self._send(relayed, now))
         return actions
+
+    def _resume(self, now: float) -> list[Action]:
+        """This REGISTER failed: finish the de-REGISTER it interrupted, unless the AOR got a
+        binding or a device meanwhile (or the binding ran out by itself)."""
+        dereg = self.resume
+        self.resume = None
+        aor = self.aor
+        if dereg is None or aor.upstream is not None or aor.live(now) or dereg.until <= now:
+            return []
+        up = dereg.up
+        up.expires_at = dereg.until
+        return [build_deregister(self.registrar.ctx, up, now)]
 
     def on_timeout(self, txn: ClientTxn, now: float) -> list[Action]:
         ctx = self.registrar.ctx
         ctx.stats.relayed_failed += 1
         ctx.stats.relayed_timeouts += 1
+        resumed = self._resume(now)
         self._done()
         timeout = make_response(self.request, 408, "Request Timeout", to_tag=ctx.ids.token())
-        return [self._send(timeout, now)]
+        return [*resumed, self._send(timeout, now)]
 
     def _ua_reply(self, response: Response, now: float) -> Response:
         """The 2xx for the UA, in one pass: our Via popped (RFC 3261 §16.7 step 3), the main
@@ -290,13 +308,22 @@ class PendingRegister:
 class Deregister:
     """Our own de-REGISTER: its outcome is counted, and logged when it fails."""
 
-    __slots__ = ("ctx", "contact_uri")
+    __slots__ = ("ctx", "contact_uri", "aor", "up", "until")
 
-    def __init__(self, ctx: Context, contact_uri: str) -> None:
+    def __init__(self, ctx: Context, contact_uri: str, aor: str | None, up: Upstream,
+                 until: float) -> None:
         self.ctx = ctx
         self.contact_uri = contact_uri
+        self.aor = aor  # AOR mode: the AOR whose aggregate binding goes
+        self.up = up
+        self.until = until  # when the binding would have ended on its own
+
+    def _over(self, txn: ClientTxn) -> None:
+        if self.aor is not None and self.ctx.deregistering.get(self.aor) is txn:
+            del self.ctx.deregistering[self.aor]
 
     def on_response(self, txn: ClientTxn, response: Response, now: float) -> list[Action]:
+        self._over(txn)
         if response.status < 300:
             return []
         self.ctx.stats.deregisters_failed += 1
@@ -305,6 +332,7 @@ class Deregister:
                             f"our de-REGISTER of {self.contact_uri}")]
 
     def on_timeout(self, txn: ClientTxn, now: float) -> list[Action]:
+        self._over(txn)
         self.ctx.stats.deregisters_failed += 1
         return [Drop(reason="deregister-timeout",
                      detail=f"no answer to our de-REGISTER of {self.contact_uri}")]
@@ -355,11 +383,14 @@ def build_deregister(ctx: Context, up: Upstream, now: float,
         ("CSeq", f"{up.cseq} REGISTER"),
         ("Contact", f"<{con}>;expires=0"),
     ])
+    aggregate = contact is None and cfg.mode is Mode.AOR_THROTTLING
     txn = ClientTxn(branch=branch, data=request.serialize(), dest=cfg.upstream,
-                    user=Deregister(ctx, con), now=now, t1=cfg.t1, t2=cfg.t2,
-                    t4=cfg.t4, upstream=True)
+                    user=Deregister(ctx, con, up.aor if aggregate else None, up, up.expires_at),
+                    now=now, t1=cfg.t1, t2=cfg.t2, t4=cfg.t4, upstream=True)
     if not cfg.retransmit_deregister:
         txn.next_at = txn.f_at  # OpenSIPS sends it once (§1.2 e)
+    if aggregate:  # a REGISTER relayed for the AOR meanwhile stops it (Registrar._relay)
+        ctx.deregistering[up.aor] = txn
     up.expires_at = min(up.expires_at, now)  # we consider it gone from here on
     ctx.stats.deregisters_sent += 1
     return ctx.txns.start_client(txn)

@@ -21,6 +21,7 @@ from ._bindings import Aor, Contact, Upstream
 from ._config import Mode
 from ._context import Context, response_dest, stamp_via, stamped_via_line
 from ._register_reply import (
+    Deregister,
     PendingRegister,
     ReqContact,
     build_deregister,
@@ -450,9 +451,17 @@ class Registrar:
             upstream_contacts.append(f"<{our_contact_uri(ctx, entry.user, ctid)}>;expires={expires}")
         contact_value: str | None = None
         expires_value: str | None = None
+        interrupted: object = None
         if not star:
             has_expires = req.has("expires")
             if mode is Mode.AOR_THROTTLING:
+                stale = ctx.deregistering.pop(aor_key, None)
+                if stale is not None:
+                    # our de-REGISTER of this aggregate binding is still being retransmitted:
+                    # a late copy would remove the binding this REGISTER is about to renew
+                    # (it is sent again if this REGISTER binds nothing: PendingRegister._resume)
+                    interrupted = stale.user
+                    ctx.txns.abandon(stale)
                 live_after = {id(c) for c in aor.live(now)}
                 for entry in entries:
                     found = self._match(aor, entry)
@@ -477,6 +486,8 @@ class Registrar:
             registrar=self, request=req, via_line=via_line, source=source, dest=dest, aor=aor,
             entries=entries, ctids=ctids, star=star, path=path, server=server,
             request_uri=cfg.upstream_uri or req.uri_text, started=now, dialog=dialog)
+        if isinstance(interrupted, Deregister):
+            pending.resume = interrupted
         aor.pending += 1
         txn = ClientTxn(branch=branch, data=data, dest=up_dest, user=pending, now=now,
                         t1=cfg.t1, t2=cfg.t2, t4=cfg.t4, upstream=True)

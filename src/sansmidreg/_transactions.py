@@ -207,6 +207,16 @@ class TransactionLayer:
         txn.data = b""
         return user.on_response(txn, response, now)
 
+    def abandon(self, txn: ClientTxn) -> None:
+        """Stop a client transaction now: no more retransmissions, no timeout reported; a late
+        response to it is a stray one."""
+        self.heap.cancel(txn.timer)
+        txn.timer = None
+        txn.state = TxnState.TERMINATED
+        txn.user = _DONE
+        if self.clients.get(txn.branch) is txn:
+            del self.clients[txn.branch]
+
     def client_timer(self, txn: ClientTxn, now: float) -> list[Action]:
         event = txn.fire(now)
         effect = txn.step(event)

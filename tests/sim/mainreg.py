@@ -102,6 +102,10 @@ class SimMainRegistrar:
     """Keys of bindings whose de-REGISTER was refused or lost (unless a retransmission of it
     was answered 2xx later)."""
     refused_at: list[float] = field(default_factory=list)
+    lost: list[tuple[float, str]] = field(default_factory=list)
+    """(when, binding key) of the mid-registrar's de-REGISTERs lost with every retransmission,
+    unless a REGISTER renewed that binding within 32 s (the mid-registrar may then stop its
+    de-REGISTER: it is superseded, not failed)."""
     """When the mid-registrar's de-REGISTERs that were answered >= 300, or lost with every
     retransmission, first arrived."""
     _plan: deque[Behaviour] = field(default_factory=deque)
@@ -179,7 +183,10 @@ class SimMainRegistrar:
             if own:  # lost, unless a retransmission gets through (DROP_FIRST)
                 self._mark_failed(req)
                 if behaviour is Behaviour.DROP:
-                    self.refused_at.append(now)
+                    try:
+                        self.lost.extend((now, binding_key(i.uri)) for i in req.contacts.items)
+                    except SipParseError:
+                        pass
             self.seen.append(Seen(at=now, request=req, own=own, status=None))
             return None
         txn.response = self._process(req, now, behaviour)
@@ -187,16 +194,20 @@ class SimMainRegistrar:
         if own and status >= 300:
             self._mark_failed(req)
             self.refused_at.append(now)
+        elif own:
+            self._mark_failed(req, failed=False)
         self.seen.append(Seen(at=now, request=req, own=own, status=status))
         return txn.response
 
     def _mark_failed(self, req: Request, *, failed: bool = True) -> None:
         try:
             for item in req.contacts.items:
+                key = binding_key(item.uri)
                 if failed:
-                    self.failed_deregisters.add(binding_key(item.uri))
-                else:
-                    self.failed_deregisters.discard(binding_key(item.uri))
+                    self.failed_deregisters.add(key)
+                else:  # a later de-REGISTER of the same binding got through
+                    self.failed_deregisters.discard(key)
+                    self.lost = [(t, k) for t, k in self.lost if k != key]
         except SipParseError:
             pass
 
@@ -273,6 +284,7 @@ class SimMainRegistrar:
                 table[key] = Binding(aor=aor, uri=str(item.uri), key=key, call_id=call_id,
                                      cseq=seq, expires_at=now + granted, granted=granted)
                 self.failed_deregisters.discard(key)  # a new lease: judged afresh
+                self.lost = [(t, k) for t, k in self.lost if k != key or now - t > 32.0]
         return self._ok(req, aor, now)
 
     def _ok(self, req: Request, aor: str, now: float) -> bytes:

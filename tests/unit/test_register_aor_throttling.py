@@ -393,3 +393,35 @@ def test_aor_throttling_compat_shortened_aggregate_leaves_other_devices_alone() 
     assert len(net.registrar.relayed) == 2
     reply = register(net, net.ua("alice", 5299), None, query=True).response
     assert contact_expires(reply, b.contact_uri) == 55  # B keeps its 600: past the aggregate
+
+
+def test_aor_throttling_register_while_our_deregister_is_retransmitted_keeps_the_binding() -> None:
+    # the last device expired: our de-REGISTER's first copy is lost; a new device registers
+    # before timer E resends it. The resend must not remove the aggregate just renewed.
+    net = make()
+    a = net.ua("alice", 5201)
+    register(net, a, 60)
+    net.registrar.expect_deregister(Behaviour.DROP_FIRST)
+    net.advance(60.05)  # a expired at 60.0: de-REGISTER sent, lost
+    b = net.ua("alice", 5202)
+    net.send(b, b.register(60))
+    net.advance(70.0)  # past the retransmission it would have had at 60.5
+    assert len(net.registrar.deregisters) == 1
+    (binding,) = net.registrar.live(net.now)
+    assert binding.expires_at > 600.0 and net.core.stats().contacts == 1
+    assert net.core.stats().deregisters_failed == 0
+
+
+def test_aor_throttling_failed_register_while_our_deregister_is_pending_finishes_it() -> None:
+    net = make()
+    a = net.ua("alice", 5201)
+    register(net, a, 60)
+    net.registrar.expect_deregister(Behaviour.DROP_FIRST)
+    net.advance(60.05)
+    b = net.ua("alice", 5202, auto_auth=False)
+    net.registrar.expect(Behaviour.CHALLENGE)
+    net.send(b, b.register(60))
+    net.advance(70.0)
+    assert b.last_answer.response.status == 401
+    assert len(net.registrar.deregisters) == 2  # sent again once the REGISTER bound nothing
+    assert net.registrar.live(net.now) == [] and net.core.stats().contacts == 0
