@@ -161,7 +161,7 @@ OPS = st.lists(st.tuples(st.sampled_from(["request", "response", "garbage", "tic
 
 
 # SANSMIDREG_FUZZ_EXAMPLES raises the budget for a long local hunt
-EXAMPLES = int(os.environ.get("SANSMIDREG_FUZZ_EXAMPLES", "200"))
+EXAMPLES = int(os.environ.get("SANSMIDREG_FUZZ_EXAMPLES", "800"))
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
