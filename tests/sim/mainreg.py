@@ -176,6 +176,12 @@ class SimMainRegistrar:
             return txn.response
         own = len(req.vias) == 1
         self._check_shape(req, own)
+        if own and self.lost:  # the mid-registrar tries again: an earlier loss is accounted for
+            try:
+                keys = {binding_key(item.uri) for item in req.contacts.items}
+            except SipParseError:
+                keys = set()
+            self.lost = [(t, k) for t, k in self.lost if k not in keys]
         plan = self._plan_own if own else self._plan
         behaviour = plan.popleft() if plan else Behaviour.OK
         txn = self._txns[branch] = _Txn(behaviour)
@@ -261,6 +267,7 @@ class SimMainRegistrar:
                 return self._answer(req, 400, "Bad Request")
             if any(b.call_id == call_id and seq <= b.cseq for b in table.values()):
                 return self._answer(req, 500, "Invalid CSeq")
+            self.lost = [(t, k) for t, k in self.lost if k not in table]  # gone anyway
             table.clear()
             return self._ok(req, aor, now)
         cap = self.shorten_to if behaviour is Behaviour.SHORTEN else self.max_expires
@@ -280,6 +287,7 @@ class SimMainRegistrar:
         for item, key, granted in changes:
             if granted == 0:
                 table.pop(key, None)
+                self.lost = [(t, k) for t, k in self.lost if k != key]  # gone anyway
             else:
                 table[key] = Binding(aor=aor, uri=str(item.uri), key=key, call_id=call_id,
                                      cseq=seq, expires_at=now + granted, granted=granted)
