@@ -133,8 +133,6 @@ class Config:
     """§5.2: AOR mode relays a REGISTER that adds a device unknown to us (so it is authenticated)."""
     pin_absorb_source: bool = True
     """§5.2: absorb only refreshes from the transport/source of the last relayed REGISTER."""
-    query_lists_bindings: bool = True
-    """§5.3: a REGISTER without Contact is answered with the current bindings."""
     strip_reply_expires: bool = True
     """§5.4: never let the main registrar's Expires header reach the UA (all modes)."""
     retransmit_deregister: bool = True

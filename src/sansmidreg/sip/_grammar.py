@@ -11,6 +11,7 @@ from typing import Final
 from ._errors import SipParseError
 
 __all__ = [
+    "set_param",
     "CANONICAL",
     "DISPLAY_NAMES",
     "MULTI_VALUED",
@@ -268,3 +269,19 @@ def unescape(text: str) -> str:
             out.append(b)
             i += 1
     return out.decode("utf-8", "surrogateescape")
+
+
+def set_param(params: Params, name: str, value: str | None) -> Params:
+    """``params`` with ``name`` set to ``value``: replaced where it stood, else appended."""
+    out = []
+    done = False
+    for k, v in params:
+        if k == name:
+            if not done:
+                out.append((name, value))
+                done = True
+        else:
+            out.append((k, v))
+    if not done:
+        out.append((name, value))
+    return tuple(out)

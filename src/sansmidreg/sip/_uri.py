@@ -15,6 +15,7 @@ from typing import Final, NamedTuple, Self
 
 from ._errors import SipParseError
 from ._grammar import (
+    set_param as _set_param,
     ESCAPED,
     HCHAR,
     HOSTNAME,
@@ -293,21 +294,6 @@ class Uri(NamedTuple):
             return f"{self.scheme}:{unescape(self.opaque)}"
         user = unescape(self.user) if self.user is not None else ""
         return f"{self.scheme}:{user}@{self.host.lower()}:{self.port or ''}"
-
-
-def _set_param(params: Params, name: str, value: str | None) -> Params:
-    out = []
-    done = False
-    for k, v in params:
-        if k == name:
-            if not done:
-                out.append((name, value))
-                done = True
-        else:
-            out.append((k, v))
-    if not done:
-        out.append((name, value))
-    return tuple(out)
 
 
 def _same_host(a: str, b: str) -> bool:

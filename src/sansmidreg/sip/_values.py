@@ -16,6 +16,7 @@ from typing import Final, NamedTuple, Self
 
 from ._errors import SipParseError
 from ._grammar import (
+    set_param as _set_param,
     TOKEN,
     TOKEN_CHAR,
     Params,
@@ -98,21 +99,6 @@ def _header_params(whole: str | None, name: str, value: str | None, rest: str) -
     if not rest:
         return ((name.lower(), value),)
     return parse_params(whole) if '"' in whole else simple_params(whole)
-
-
-def _set_param(params: Params, name: str, value: str | None) -> Params:
-    out = []
-    done = False
-    for k, v in params:
-        if k == name:
-            if not done:
-                out.append((name, value))
-                done = True
-        else:
-            out.append((k, v))
-    if not done:
-        out.append((name, value))
-    return tuple(out)
 
 
 class NameAddr(NamedTuple):
