@@ -60,8 +60,7 @@ class Context:
     """Shared state of one MidRegistrar."""
 
     __slots__ = ("cfg", "ids", "table", "txns", "heap", "stats", "adv", "adv_host_port",
-                 "deregistering",
-                 "_local")
+                 "deregistering", "trusted_hosts", "_local")
 
     def __init__(self, cfg: Config, ids: IdSource) -> None:
         self.cfg = cfg
@@ -76,6 +75,9 @@ class Context:
         host = f"[{self.adv.host}]" if ":" in self.adv.host else self.adv.host
         self.adv_host_port = f"{host}:{self.adv.port}"
         self._local = {(e.host.lower(), e.port) for e in (*cfg.local, self.adv)}
+        self.trusted_hosts = frozenset(h.lower().strip("[]") for h in (cfg.upstream.host,
+                                                                       *cfg.trusted))
+        """Hosts that may send us requests toward devices (lower case, no IPv6 brackets)."""
 
     def is_us(self, host: str, port: int | None, default_port: int = 5060) -> bool:
         """Does host:port name one of our addresses (Route / Request-URI checks)?"""

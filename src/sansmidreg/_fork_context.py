@@ -28,7 +28,6 @@ from ._fork_response import Candidate, choose, merge_challenges
 from ._invite import ClientTransaction, Eff, Ev, InviteServer, St
 from ._lookup import Target
 from ._route import record_route_values
-from ._timers import TimerHandle
 from ._transactions import ServerTxn, TxnState
 from .sip import Request, Response, make_response
 
@@ -37,6 +36,7 @@ __all__ = ["ForkBranch", "ProxyTables", "ResponseContext", "start_fork"]
 _RECORD_ROUTE_METHODS: Final = frozenset({"INVITE", "SUBSCRIBE", "REFER", "NOTIFY"})
 _PENDING: Final = (St.CALLING, St.PROCEEDING)
 _COMPLETED_ELSEWHERE: Final = 'SIP;cause=200;text="Call completed elsewhere"'
+_NEVER: Final = float("inf")
 
 
 class ProxyTables:
@@ -50,33 +50,37 @@ class ProxyTables:
         self.servers: dict[tuple[str, ...], InviteServer] = {}
 
     def arm_client(self, txn: ClientTransaction) -> None:
-        heap = self.ctx.heap
-        heap.cancel(txn.timer)
-        txn.timer = None if txn.next_at is None else heap.schedule(txn.next_at, txn)
+        """Its heap entry no later than its next deadline (lazy: an earlier one is kept): its
+        own timer, or for a pending INVITE branch its Timer C / CANCEL wait if earlier."""
+        at = txn.next_at
+        if txn.invite and (txn.state is St.CALLING or txn.state is St.PROCEEDING):
+            c_at = txn.owner.c_at
+            if at is None or c_at < at:
+                at = c_at
+        if at is not None:
+            self.ctx.heap.arm(txn, at)
 
     def arm_server(self, txn: InviteServer) -> None:
-        heap = self.ctx.heap
-        heap.cancel(txn.timer)
-        txn.timer = None if txn.next_at is None else heap.schedule(txn.next_at, txn)
+        if txn.next_at is not None:
+            self.ctx.heap.arm(txn, txn.next_at)
 
     def end_client(self, txn: ClientTransaction) -> None:
-        self.ctx.heap.cancel(txn.timer)
-        txn.timer = None
+        self.ctx.heap.disarm(txn)
         if self.clients.get((txn.branch, txn.method)) is txn:
             del self.clients[(txn.branch, txn.method)]
 
     def end_server(self, txn: InviteServer) -> None:
-        self.ctx.heap.cancel(txn.timer)
-        txn.timer = None
+        self.ctx.heap.disarm(txn)
         if self.servers.get(txn.key) is txn:
             del self.servers[txn.key]
 
 
 class ForkBranch:
-    """One target of a response context, and the heap key of its Timer C / CANCEL timeout."""
+    """One target of a response context. Its Timer C / CANCEL timeout (``c_at``) rides on the
+    heap entry of its INVITE client transaction (ProxyTables.arm_client)."""
 
     __slots__ = ("context", "target", "uri", "via", "route", "txn", "final", "provisional",
-                 "cancel_pending", "cancel_txn", "timer", "c_at")
+                 "cancel_pending", "cancel_txn", "c_at")
 
     def __init__(self, context: ResponseContext, target: Target, uri: str, via: str,
                  route: tuple[str, ...]) -> None:
@@ -90,21 +94,18 @@ class ForkBranch:
         self.provisional = False
         self.cancel_pending = False
         self.cancel_txn: ClientTransaction | None = None
-        self.timer: TimerHandle[object] | None = None
-        self.c_at = 0.0  # Timer C's deadline; the heap entry may be earlier (lazy re-arm)
+        self.c_at = _NEVER  # Timer C, or after our CANCEL the end of its 64*T1 wait
 
     def _hop_request(self, method: str, to: str, reason: str | None) -> bytes:
         """ACK / CANCEL of this branch: the INVITE's URI, Via, From, Call-ID, CSeq number and
         Route set (§9.1, §17.1.1.3), written directly (they are copies of checked values)."""
         ctx = self.context
-        lines = [f"{method} {self.uri} SIP/2.0", f"Via: {self.via}", "Max-Forwards: 70",
-                 f"From: {ctx.from_value}", f"To: {to}", f"Call-ID: {ctx.call_id}",
-                 f"CSeq: {ctx.seq} {method}"]
-        lines += [f"Route: {r}" for r in self.route]
-        if reason:
-            lines.append(f"Reason: {reason}")
-        lines.append("Content-Length: 0\r\n\r\n")
-        return "\r\n".join(lines).encode("utf-8", "surrogateescape")
+        route = "".join([f"Route: {r}\r\n" for r in self.route]) if self.route else ""
+        extra = f"{route}Reason: {reason}\r\n" if reason else route
+        return (f"{method} {self.uri} SIP/2.0\r\nVia: {self.via}\r\nMax-Forwards: 70\r\n"
+                f"From: {ctx.from_value}\r\nTo: {to}\r\nCall-ID: {ctx.call_id}\r\n"
+                f"CSeq: {ctx.seq} {method}\r\n{extra}Content-Length: 0\r\n\r\n"
+                ).encode("utf-8", "surrogateescape")
 
     def ack(self, response: Response) -> bytes:
         """The ACK for a non-2xx final: the INVITE's URI, Via, Route; the response's To
@@ -135,7 +136,7 @@ class ResponseContext:
         self._tag: str | None = None
         self.from_value = request.first("from") or ""  # validated by the lookup path
         self.to_value = request.first("to") or ""
-        self.call_id = request.call_id
+        self.call_id = request.first("call-id") or ""
         self.seq = request.cseq.seq
 
     def local_tag(self) -> str:
@@ -146,22 +147,23 @@ class ResponseContext:
         return self._tag
 
     # -- upstream --------------------------------------------------------------------------------
-    def send_upstream(self, response: Response, now: float) -> list[Action]:
+    def send_upstream(self, status: int, data: bytes, now: float) -> list[Action]:
         """Send a response through the server transaction (2xx statelessly once it is done)."""
-        status = response.status
-        reply = Reply(data=response.serialize(), dest=self.dest)
+        reply = Reply(data=data, dest=self.dest)
         server = self.server
-        if isinstance(server, InviteServer):
+        if type(server) is InviteServer:
             event = Ev.SEND_PROVISIONAL if status < 200 else (
                 Ev.SEND_SUCCESS if status < 300 else Ev.SEND_FAILURE)
             if server.step(event, now) is Eff.SEND:
                 server.last = reply
-                self.tables.arm_server(server)
+                if server.next_at is not None:
+                    self.tables.ctx.heap.arm(server, server.next_at)
                 return [reply]
             # after a non-2xx final, a 2xx still goes up (§16.7 step 5; RFC 6026 §8.5)
             return [reply] if 200 <= status < 300 else []
         if server is None or server.state in (TxnState.COMPLETED, TxnState.TERMINATED):
             return []
+        assert isinstance(server, ServerTxn)
         return [self.tables.ctx.txns.server_send(server, reply, status, now)]
 
     def upstream_cancel(self, now: float) -> list[Action]:
@@ -182,14 +184,14 @@ class ResponseContext:
             if status > 100 and self.invite and not branch.cancel_pending:
                 branch.c_at = now + self.tables.ctx.cfg.timer_c  # §16.7 step 2 (lazy re-arm)
             if status > 100 and not self.final_sent and not branch.cancel_pending:
-                actions.extend(self.send_upstream(response.pop_via(), now))
+                actions.extend(self.send_upstream(status, response.serialize_without_top_via(),
+                                                  now))
             return actions
         counted = branch.final is not None
         if not counted:
             branch.final = status
-        self._disarm_branch(branch)
         if status < 300:
-            actions.extend(self.send_upstream(response.pop_via(), now))
+            actions.extend(self.send_upstream(status, response.serialize_without_top_via(), now))
             if not self.final_sent:
                 self.final_sent = True
                 if self.invite:  # §16.7 step 10 / §16.10
@@ -205,19 +207,16 @@ class ResponseContext:
 
     def on_timeout(self, branch: ForkBranch, now: float) -> list[Action]:
         """Timer B/F, or abandoned after our CANCEL: the branch counts as 408 (§16.7 step 6)."""
-        self._disarm_branch(branch)
         self._count(branch, 408)
         return self._complete(now)
 
     def on_branch_timer(self, branch: ForkBranch, now: float) -> list[Action]:
-        """Timer C, or the 64*T1 wait for a final after our CANCEL."""
-        branch.timer = None
+        """Timer C, or the 64*T1 wait for a final after our CANCEL (the caller saw ``c_at``
+        pass while the INVITE is pending)."""
         txn = branch.txn
         if txn is None or txn.state not in _PENDING:
             return []
-        if branch.cancel_txn is None and now < branch.c_at:  # Timer C was reset meanwhile
-            branch.timer = self.tables.ctx.heap.schedule(branch.c_at, branch)
-            return []
+        branch.c_at = _NEVER
         if branch.cancel_txn is not None:  # the branch never answered our CANCEL: give up
             txn.step(Ev.ABANDON)
             self.tables.end_client(txn)
@@ -237,15 +236,6 @@ class ResponseContext:
             self.candidates.append(Candidate(status=status, response=None,
                                              order=len(self.candidates)))
 
-    def _arm_branch(self, branch: ForkBranch, at: float) -> None:
-        heap = self.tables.ctx.heap
-        heap.cancel(branch.timer)
-        branch.timer = heap.schedule(at, branch)
-
-    def _disarm_branch(self, branch: ForkBranch) -> None:
-        self.tables.ctx.heap.cancel(branch.timer)
-        branch.timer = None
-
     def _cancel_pending(self, now: float, reason: str | None) -> list[Action]:
         actions: list[Action] = []
         for branch in self.branches:
@@ -257,7 +247,7 @@ class ResponseContext:
             if txn.state is St.PROCEEDING:
                 actions.extend(self._send_cancel(branch, now, reason))
             else:  # no provisional yet: CANCEL later (§9.1); it counts as terminated now
-                self._disarm_branch(branch)
+                branch.c_at = _NEVER  # Timer C is moot; Timer B bounds the wait
                 self._count(branch, 487)
         return actions
 
@@ -271,7 +261,8 @@ class ResponseContext:
         branch.cancel_txn = cancel
         self.tables.clients[(cancel.branch, "CANCEL")] = cancel
         self.tables.arm_client(cancel)
-        self._arm_branch(branch, now + 64 * cfg.t1)  # §9.1: the INVITE must end by then
+        branch.c_at = now + 64 * cfg.t1  # §9.1: the INVITE must end by then
+        self.tables.arm_client(txn)
         return [SendRequest(data=data, dest=txn.dest)]
 
     def _complete(self, now: float) -> list[Action]:
@@ -288,16 +279,17 @@ class ResponseContext:
                 server.timer = ctx.heap.schedule(now, server)  # forget it (Timer J at once)
             return [Drop(reason="fork-timeout",
                          detail=f"no branch answered {self.request.method}; no 408 sent")]
+        status = best.status
         if best.response is None:
-            response = make_response(self.request, best.status, to_tag=self.local_tag())
+            data = make_response(self.request, status, to_tag=self.local_tag()).serialize()
+        elif status in (401, 407):
+            data = merge_challenges(best.response, self.candidates).pop_via().serialize()
+        elif status == 503:  # §16.7 step 6
+            status = 500
+            data = best.response.pop_via().with_status(500, "Server Internal Error").serialize()
         else:
-            response = best.response
-            if best.status in (401, 407):
-                response = merge_challenges(response, self.candidates)
-            response = response.pop_via()
-            if best.status == 503:  # §16.7 step 6
-                response = response.with_status(500, "Server Internal Error")
-        return self.send_upstream(response, now)
+            data = best.response.serialize_without_top_via()
+        return self.send_upstream(status, data, now)
 
 
 def _after_start_line(request: Request) -> bytes:
@@ -335,7 +327,7 @@ def start_fork(tables: ProxyTables, request: Request, source: Endpoint, dest: En
         context.server = server
         tables.servers[key] = server
         trying = make_response(request, 100, "Trying")  # §16.2: 100 at once for INVITE
-        actions.extend(context.send_upstream(trying, now))
+        actions.extend(context.send_upstream(100, trying.serialize(), now))
     else:
         context.server = ctx.txns.start_server(key, source, 64 * cfg.t1)
     # every branch is the same bytes after the start line: our Record-Route, Route and Via go
@@ -374,11 +366,13 @@ def start_fork(tables: ProxyTables, request: Request, source: Endpoint, dest: En
                                 owner=branch, now=now, t1=t1, t2=t2, t4=t4)
         branch.txn = txn
         clients[(branch_id, method)] = txn
-        if txn.next_at is not None:  # Timer A / E (B / F on a reliable transport)
-            txn.timer = heap.schedule(txn.next_at, txn)
+        at = txn.next_at  # Timer A / E (B / F on a reliable transport)
         if invite:
             branch.c_at = c_at
-            branch.timer = heap.schedule(c_at, branch)
+            if at is None or c_at < at:
+                at = c_at
+        if at is not None:
+            heap.arm(txn, at)
         branches.append(branch)
         out.append(Branch(data=data, dest=tdest))
     ctx.stats.requests_forked += 1

@@ -16,15 +16,19 @@
 # Timers: our client/server transactions (_invite.py) and each INVITE branch's Timer C.
 from __future__ import annotations
 
+from typing import Final
+
 from ._actions import Action, Drop, Endpoint, Reply, SendRequest
 from ._context import Context, response_dest, stamp_via
-from ._fork_context import ForkBranch, ProxyTables, start_fork
+from ._fork_context import ProxyTables, start_fork
 from ._invite import ClientTransaction, Eff, Ev, InviteServer, St
 from ._lookup import Refusal, contact_id, is_trusted, lookup
 from ._route import pop_our_routes, relay_response, relay_routed, server_key
 from .sip import Request, Response, SipParseError, make_response
 
 __all__ = ["Proxy"]
+
+_PENDING: Final = frozenset({St.CALLING, St.PROCEEDING})
 
 class Proxy:
     """The stateful forking proxy and stateless relay of one MidRegistrar."""
@@ -73,7 +77,7 @@ class Proxy:
         max_forwards = req.max_forwards
         if max_forwards == 0:
             return [ctx.reply(req, source, 483, "Too Many Hops")]  # §16.3 step 3
-        unsupported = sorted(req.option_tags("proxy-require")) if req.get(
+        unsupported = sorted(req.option_tags("proxy-require")) if req.first(
             "proxy-require") is not None else None
         if unsupported:  # §16.3 step 5: we support no proxy extension
             return [ctx.reply(req, source, 420, "Bad Extension",
@@ -81,7 +85,7 @@ class Proxy:
         if self._is_loop(req):
             return [ctx.reply(req, source, 482, "Loop Detected")]
         routed, popped = pop_our_routes(ctx, req)
-        if routed.has("route") or (popped and not self._names_us(routed)):
+        if routed.first("route") is not None or (popped and not self._names_us(routed)):
             return relay_routed(ctx, routed, source, popped)  # §16.4, §16.12
         if not is_trusted(ctx, source.host):
             ctx.stats.drops["untrusted"] += 1
@@ -105,7 +109,7 @@ class Proxy:
     def _is_loop(self, req: Request) -> bool:
         """§16.3 step 4: a Via of ours carrying a branch we sent for this same Request-URI."""
         marker = self.ctx.adv_host_port
-        if not any(marker in value for value in req.get_all("via")):
+        if not any(marker in value for value in req.lines("via")):
             return False
         clients = self.tables.clients
         for via in req.vias:
@@ -183,28 +187,33 @@ class Proxy:
     def client_response(self, txn: ClientTransaction, resp: Response, source: Endpoint,
                         now: float) -> list[Action]:
         """``resp`` answers our client transaction ``txn`` (§17.1.1, §17.1.2, then §16.7)."""
-        if resp.status >= 700 or resp.first("from") is None or resp.first("to") is None or (
+        status = resp.status
+        if status >= 700 or resp.first("from") is None or resp.first("to") is None or (
                 resp.first("call-id") is None):
             # §7.2 / §8.1.3.3: no such class, or no From/To/Call-ID: nothing sane to relay
             self.ctx.stats.drops["bad-response"] += 1
-            return [Drop(reason="bad-response", detail=f"{resp.status} without From/To/Call-ID "
+            return [Drop(reason="bad-response", detail=f"{status} without From/To/Call-ID "
                          "or of no known class", source=source)]
-        before = txn.state
-        effect = txn.step(txn.response_event(resp.status))
-        actions: list[Action] = []
+        effect = txn.respond(status, now)
+        if effect is Eff.PASS:
+            self.tables.arm_client(txn)
+            if txn.method == "CANCEL":
+                return []
+            branch = txn.owner
+            return branch.context.on_response(branch, resp, now)
         if effect is Eff.PASS_ACK or effect is Eff.ACK:
             if txn.ack is None:
                 txn.ack = txn.owner.ack(resp)
-            actions.append(SendRequest(data=txn.ack, dest=txn.dest))
-        if txn.state is not before:
-            txn.after_response(before, now)
+            actions: list[Action] = [SendRequest(data=txn.ack, dest=txn.dest)]
+            if effect is Eff.ACK:  # a retransmitted non-2xx final: our ACK again
+                self.ctx.stats.retransmissions_absorbed += 1
+                return actions
             self.tables.arm_client(txn)
-        if effect is Eff.ABSORB or effect is Eff.ACK:
-            self.ctx.stats.retransmissions_absorbed += 1
-        elif txn.method != "CANCEL" and (effect is Eff.PASS or effect is Eff.PASS_ACK):
             branch = txn.owner
             actions.extend(branch.context.on_response(branch, resp, now))
-        return actions
+            return actions
+        self.ctx.stats.retransmissions_absorbed += 1  # Eff.ABSORB: a stray or repeated response
+        return []
 
     # -- timers ----------------------------------------------------------------------------------
     def on_timer(self, key: object, now: float) -> list[Action]:
@@ -213,29 +222,39 @@ class Proxy:
             return self._client_timer(key, now)
         if isinstance(key, InviteServer):
             return self._server_timer(key, now)
-        if isinstance(key, ForkBranch):
-            return key.context.on_branch_timer(key, now)
         return []
 
     def _client_timer(self, txn: ClientTransaction, now: float) -> list[Action]:
-        txn.timer = None
+        actions: list[Action] = []
+        branch = txn.owner
+        if txn.invite and branch.c_at <= now and txn.state in _PENDING:
+            actions = branch.context.on_branch_timer(branch, now)  # Timer C / CANCEL wait
+            if txn.state is St.TERMINATED:
+                return actions
+        at = txn.next_at
+        if at is None or at > now:  # not due (DeadlineHeap.arm is lazy): re-arm
+            self.tables.arm_client(txn)
+            return actions
         event = txn.due_event(now)
         if event is None:
-            return []
+            return actions
         effect = txn.step(event)
         if txn.state is St.TERMINATED:
             self.tables.end_client(txn)
             if effect is Eff.TIMEOUT and txn.method != "CANCEL":
-                return txn.owner.context.on_timeout(txn.owner, now)
-            return []
+                actions.extend(branch.context.on_timeout(branch, now))
+            return actions
         self.tables.arm_client(txn)
         if effect is Eff.RETRANSMIT:
             self.ctx.stats.retransmissions_sent += 1
-            return [SendRequest(data=txn.data, dest=txn.dest)]
-        return []
+            actions.append(SendRequest(data=txn.data, dest=txn.dest))
+        return actions
 
     def _server_timer(self, txn: InviteServer, now: float) -> list[Action]:
-        txn.timer = None
+        at = txn.next_at
+        if at is None or at > now:  # an early entry (DeadlineHeap.arm is lazy)
+            self.tables.arm_server(txn)
+            return []
         event = txn.due_event(now)
         if event is None:
             return []

@@ -4,10 +4,11 @@
 # Figure 6), and the INVITE server transaction (§17.2.1, Figure 7, with RFC 6026 "Accepted").
 # Non-INVITE *server* transactions reuse `_transactions.ServerTxn` (the core's layer).
 #
-# Invariants: TERMINATED is absorbing; every non-terminated transaction has exactly one live
-# deadline in the core's heap (`next_at`), except a client INVITE in PROCEEDING (no timer: Timer
-# C, owned by the branch, bounds it) and a server INVITE in PROCEEDING (the response context
-# bounds it). A (state, event) pair missing from a table changes nothing: for a client it is a
+# Invariants: TERMINATED is absorbing; every non-terminated transaction has a deadline
+# (`next_at`) and an entry in the core's heap no later than it (`DeadlineHeap.arm`: the entry may
+# be earlier, the transaction re-checks `next_at` when it fires), except a client INVITE in
+# PROCEEDING (no timer: Timer C, owned by the branch, bounds it) and a server INVITE in
+# PROCEEDING (the response context bounds it). A (state, event) pair missing from a table changes nothing: for a client it is a
 # stray or retransmitted response (absorbed), for a server a retransmission (absorbed).
 #
 # Timers (all from Config): A = T1 doubling (INVITE, UDP only); B = F = 64*T1; D = 32 s on UDP,
@@ -16,10 +17,9 @@
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from ._actions import Endpoint, Reply
-from ._timers import TimerHandle
 
 if TYPE_CHECKING:
     from ._fork_context import ForkBranch, ResponseContext
@@ -141,8 +141,8 @@ class ClientTransaction:
 
     ``next_at`` is the deadline of the pending timer (None: none pending)."""
 
-    __slots__ = ("branch", "method", "data", "dest", "owner", "state", "table", "interval",
-                 "start", "end_at", "next_at", "timer", "ack", "t1", "t2", "t4")
+    __slots__ = ("branch", "method", "data", "dest", "owner", "state", "table", "invite",
+                 "reliable", "interval", "end_at", "next_at", "timer", "ack", "t1", "t2", "t4")
 
     def __init__(self, *, branch: str, method: str, data: bytes, dest: Endpoint,
                  owner: ForkBranch, now: float, t1: float, t2: float, t4: float) -> None:
@@ -151,21 +151,16 @@ class ClientTransaction:
         self.data = data
         self.dest = dest
         self.owner = owner
-        invite = method == "INVITE"
+        self.invite = invite = method == "INVITE"
         self.state = St.CALLING if invite else St.TRYING
         self.table = INVITE_CLIENT if invite else NON_INVITE_CLIENT
+        self.reliable = reliable = dest.transport != "udp"
         self.t1, self.t2, self.t4 = t1, t2, t4
         self.interval = t1
-        self.start = now
-        self.end_at = now + 64 * t1  # Timer B / Timer F
-        self.next_at: float | None = self.end_at if dest.is_reliable else min(
-            now + t1, self.end_at)
-        self.timer: TimerHandle[object] | None = None
+        self.end_at = end_at = now + 64 * t1  # Timer B / Timer F
+        self.next_at: float | None = end_at if reliable else now + t1
+        self.timer: Any = None  # its entry in the deadline heap (DeadlineHeap.arm)
         self.ack: bytes | None = None  # our ACK for a non-2xx final (resent on retransmissions)
-
-    @property
-    def invite(self) -> bool:
-        return self.table is INVITE_CLIENT
 
     def step(self, event: Ev) -> Eff:
         """Apply ``event``; a pair missing from the table is absorbed."""
@@ -177,6 +172,20 @@ class ClientTransaction:
         if status < 200:
             return Ev.PROVISIONAL
         return Ev.SUCCESS if status < 300 else Ev.FAILURE
+
+    def respond(self, status: int, now: float) -> Eff:
+        """A response with ``status`` arrived: ``step`` its event, then ``after_response``
+        (one call on the proxy's hot path)."""
+        before = self.state
+        event = Ev.PROVISIONAL if status < 200 else Ev.SUCCESS if status < 300 else Ev.FAILURE
+        found = self.table.get((before, event))
+        if found is None:
+            return Eff.ABSORB
+        state, effect = found
+        if state is not before:
+            self.state = state
+            self.after_response(before, now)
+        return effect
 
     def due_event(self, now: float) -> Ev | None:
         """Which timer fires at ``now`` (the caller saw next_at <= now), None for a stale one."""
@@ -202,14 +211,15 @@ class ClientTransaction:
         state = self.state
         if state is before:
             return
-        reliable = self.dest.is_reliable
         if state is St.PROCEEDING:
             # INVITE: no client timer in Proceeding; non-INVITE: E continues, F still runs
-            self.next_at = None if self.invite else self.next_at
+            if self.invite:
+                self.next_at = None
         elif state is St.COMPLETED:
-            linger = (0.0 if reliable else _TIMER_D_UDP) if self.invite else (
-                0.0 if reliable else self.t4)
-            self.next_at = now + linger
+            if self.reliable:
+                self.next_at = now
+            else:
+                self.next_at = now + (_TIMER_D_UDP if self.invite else self.t4)
         elif state is St.ACCEPTED:
             self.next_at = now + 64 * self.t1
 
@@ -232,7 +242,7 @@ class InviteServer:
         self.interval = t1
         self.h_at = 0.0
         self.next_at: float | None = None
-        self.timer: TimerHandle[object] | None = None
+        self.timer: Any = None  # its entry in the deadline heap (DeadlineHeap.arm)
 
     def step(self, event: Ev, now: float) -> Eff:
         """Apply ``event`` at ``now``; entering a state plans its timer."""

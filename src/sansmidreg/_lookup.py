@@ -65,9 +65,8 @@ class Refusal:
 
 def is_trusted(ctx: Context, host: str) -> bool:
     """Is ``host`` the main registrar or one of Config.trusted?"""
-    host = host.lower().strip("[]")
-    cfg = ctx.cfg
-    return host == cfg.upstream.host.lower() or host in {t.lower().strip("[]") for t in cfg.trusted}
+    trusted = ctx.trusted_hosts
+    return host in trusted or host.lower().strip("[]") in trusted
 
 
 @functools.lru_cache(maxsize=4096)

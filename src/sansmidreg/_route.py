@@ -70,7 +70,7 @@ def record_route_values(ctx: Context, req: Request, upstream: Endpoint, branch: 
 def pop_our_routes(ctx: Context, req: Request) -> tuple[Request, list[NameAddr]]:
     """Remove every leading Route entry that names us; returns the request and what was popped
     (nothing when the first Route is not ours)."""
-    if not req.has("route"):
+    if req.first("route") is None:
         return req, []
     raw = req.values("route")
     routes = req.route

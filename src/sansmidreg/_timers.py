@@ -4,11 +4,14 @@
 # the hot path). Two kinds of entries:
 # - a TimerHandle (`schedule`/`cancel`): tie is a sequence number (from 2**63 up), so equal
 #   deadlines pop in insertion order;
-# - a self-timed owner (`schedule_self`), for the one-per-contact expiry deadlines where a handle
-#   object would cost more memory than the contact's other fields: the owner keeps the entry
-#   tuple in its `timer` attribute, the entry is live while `owner.timer is entry`, and it is
-#   cancelled by setting `owner.timer = None`. Its tie (below 2**63) is the owner's own id, and
-#   equal (deadline, tie) pairs never compare owners of different kinds.
+# - a self-timed owner, which keeps the entry tuple in its `timer` attribute: the entry is live
+#   while `owner.timer is entry`, and it is cancelled by setting `owner.timer = None`. Two uses:
+#   `schedule_self` for the one-per-contact expiry deadlines, where a handle object would cost
+#   more memory than the contact's other fields (tie: the contact id, below 2**63); and
+#   `arm`/`disarm` for transactions and fork branches, which move their deadline at almost every
+#   message (tie: the sequence number, so equal (deadline, tie) pairs never compare owners).
+#   `arm` is lazy: an entry earlier than the new deadline is kept and the owner re-checks its
+#   real deadline when it fires, so most moves cost nothing.
 # Cancelling is lazy: a cancelled entry stays in the heap and is skipped when it surfaces, so
 # cancel is O(1) and schedule O(log n). Owners that move a deadline later often (a refreshed
 # contact) may instead leave the old entry and re-check when it fires; either way
@@ -73,22 +76,50 @@ class DeadlineHeap(Generic[K]):
         heapq.heappush(self._heap, entry)
         return entry
 
+    def arm(self, owner: SelfTimed, at: float) -> None:
+        """Make ``owner`` fire at or before ``at``: an entry of its own that is already due no
+        later is kept (the owner re-checks its deadline when it fires), else a new one replaces
+        it. The key popped is the owner itself, with ``owner.timer`` set to None."""
+        entry = owner.timer
+        if entry is not None:
+            if entry[0] <= at:
+                return
+            self._dead += 1
+        self._seq += 1
+        owner.timer = entry = (at, self._seq, owner)
+        heapq.heappush(self._heap, entry)
+
+    def disarm(self, owner: SelfTimed) -> None:
+        """Cancel the entry ``arm`` gave ``owner`` (if any)."""
+        if owner.timer is not None:
+            owner.timer = None
+            self._dead += 1
+            if self._dead > 1024 and self._dead * 2 > len(self._heap):
+                self._compact()
+
     def cancel(self, handle: TimerHandle[K] | None) -> None:
         if handle is None or not handle.live:
             return
         handle.live = False
         self._dead += 1
         if self._dead > 1024 and self._dead * 2 > len(self._heap):
-            self._heap = [e for e in self._heap if _live(e)]
-            heapq.heapify(self._heap)
-            self._dead = 0
+            self._compact()
+
+    def _compact(self) -> None:
+        self._heap = [e for e in self._heap if _live(e)]
+        heapq.heapify(self._heap)
+        self._dead = 0
 
     def next_deadline(self) -> float | None:
         heap = self._heap
-        while heap and not _live(heap[0]):
-            if type(heapq.heappop(heap)[2]) is TimerHandle:
+        while heap:
+            entry = heap[0]
+            top = entry[2]
+            if top.live if type(top) is TimerHandle else top.timer is entry:
+                return entry[0]
+            if heapq.heappop(heap)[1] >= SELF_TIE_LIMIT:  # a handle, or an entry of `arm`
                 self._dead -= 1
-        return heap[0][0] if heap else None
+        return None
 
     def pop_due(self, now: float) -> K | None:
         """Remove and return the key of the earliest live deadline at or before ``now``."""
@@ -108,6 +139,8 @@ class DeadlineHeap(Generic[K]):
                 return top.key  # type: ignore[no-any-return]
             if top.timer is not entry:  # a self-timed owner that moved on or was cancelled
                 heapq.heappop(heap)
+                if entry[1] >= SELF_TIE_LIMIT:  # `arm` entries are counted, contacts' are not
+                    self._dead -= 1
                 continue
             if entry[0] > now:
                 return None

@@ -138,6 +138,13 @@ class Message:
         key = canonical_name(name)
         return [value for k, value, _ in self.headers if k == key]
 
+    def lines(self, key: str) -> list[str]:
+        """``get_all`` for a name already in canonical form (lower case, long form)."""
+        value = (self._idx or self._index()).get(key)
+        if not self._rep:
+            return [] if value is None else [value]
+        return [v for k, v, _ in self.headers if k == key]
+
     def values(self, name: str) -> list[str]:
         """Every comma-separated value of every line called ``name`` (list headers, §7.3.1);
         empty elements are skipped."""
@@ -439,6 +446,31 @@ class Message:
                     header = ()
                 return self._copy((*self.headers[:i], *header, *self.headers[i + 1:]))
         raise SipParseError("no Via to remove")
+
+    def serialize_without_top_via(self) -> bytes:
+        """``pop_via().serialize()`` for a relayed response (RFC 3261 §16.7 step 3), written
+        straight from the bytes received when the message is unedited: the first Via line loses
+        its first value (or goes), every other byte is kept as it came."""
+        raw = self._raw
+        if raw is not None:
+            for key, value, line in self.headers:
+                if key == "via":
+                    break
+            else:
+                raise SipParseError("no Via to remove")
+            encoded = line.encode("utf-8", "surrogateescape")
+            at = raw.find(b"\r\n" + encoded + b"\r\n")
+            if at >= 0:
+                at += 2
+                end = at + len(encoded) + 2
+                if "," not in value:
+                    return raw[:at] + raw[end:]
+                if '"' not in value:  # no quoted string: the first comma ends the first value
+                    rest = value[value.index(",") + 1:].lstrip(" \t")
+                    if rest:
+                        kept = f"{line[:line.index(':')]}: {rest}\r\n"
+                        return raw[:at] + kept.encode("utf-8", "surrogateescape") + raw[end:]
+        return self.pop_via().serialize()
 
     def replace_top_via(self, via: Via) -> Self:
         """Rewrite the topmost Via value (e.g. to add received/rport, RFC 3261 §18.2.1)."""
