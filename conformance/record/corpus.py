@@ -451,3 +451,87 @@ def _ct_fork(d: Driver) -> None:
       "aor-throttling", settle=0.5)
 def _aor_fork(d: Driver) -> None:
     _fork(d)
+
+
+# == forking: a call that ends unanswered, or answered by the other device (i) ==============
+# Two devices of bob (contacts 127.0.0.1:5201 and :5202, each registered from another port,
+# 5251 and 5252, as in the OpenSIPS traces); the caller on 5290 calls bob through the main
+# registrar; each device's SIPp scenario says how it answers.
+
+def _fork_call(d: Driver, devices: tuple[tuple[str, int | None], tuple[str, int | None]],
+               call: Callable[[], object]) -> None:
+    for (name, pause_ms), port in zip(devices, (5201, 5202), strict=True):
+        d.uas(name, port, {"user": "bob"}, pause_ms=pause_ms)
+    for port, ctport in ((5251, "5201"), (5252, "5202")):
+        d.sipp("reg_once", port, {"user": "bob", "ctport": ctport, "expires": "60",
+                                  "regcseq": "1"}, call_id=f"bob-{ctport}")
+    d.sleep(0.5)
+    call()
+    d.close()  # both devices done (their ACKs seen)
+    for port, ctport in ((5251, "5201"), (5252, "5202")):
+        d.sipp("reg_once", port, {"user": "bob", "ctport": ctport, "expires": "0",
+                                  "regcseq": "2"}, call_id=f"bob-{ctport}")
+
+
+def _cancelled_call(d: Driver) -> None:
+    _fork_call(d, (("uas_ring_cancel", None), ("uas_ring_cancel", None)),
+               lambda: d.caller("bob", 5290, call_id="call-1", cancel_after_ms=1000))
+
+
+@spec("aorthrottle-fork-cancel",
+      "AOR throttling: the main registrar's ONE INVITE is forked to bob's two devices (i) and "
+      "both ring (180s relayed); the caller CANCELs: the main registrar CANCELs its branch to "
+      "us, we answer that CANCEL 200 at once and CANCEL both devices (RFC 3261 §16.10), each "
+      "answers 200 and 487, we ACK each 487 hop by hop, and only when both branches are done "
+      "ONE 487 goes upstream (§16.7 step 6), which the main registrar ACKs; both un-register",
+      "aor-throttling", settle=0.5)
+def _aor_fork_cancel(d: Driver) -> None:
+    _cancelled_call(d)
+
+
+@spec("aorthrottle-fork-busy",
+      "AOR throttling: the main registrar's ONE INVITE is forked to bob's two devices (i); both "
+      "ring and both answer 486 Busy Here, half a second apart: we ACK each 486 hop by hop, "
+      "hold the first while the other branch is pending, and send exactly one 486 upstream -- "
+      "the first one received (§16.7 step 6: best class, then arrival order) -- once both are "
+      "done; the main registrar ACKs it; both un-register",
+      "aor-throttling", settle=0.5)
+def _aor_fork_busy(d: Driver) -> None:
+    _fork_call(d, (("uas_busy", 500), ("uas_busy", 1000)),
+               lambda: d.caller("bob", 5290, call_id="call-1", reject=True))
+
+
+@spec("aorthrottle-fork-decline",
+      "AOR throttling: the main registrar's ONE INVITE is forked to bob's two devices (i); both "
+      "ring, then one answers 603 Decline: we ACK the 603 and, a 6xx ending the search, CANCEL "
+      "the other, still ringing, device (RFC 3261 §16.7 step 5); it answers 200 and 487, which "
+      "we ACK; the 603 -- a 6xx beats the 487 (step 6) -- goes upstream once both branches are "
+      "done and the main registrar ACKs it; both un-register",
+      "aor-throttling", settle=0.5)
+def _aor_fork_decline(d: Driver) -> None:
+    _fork_call(d, (("uas_decline", 1000), ("uas_ring_cancel", None)),
+               lambda: d.caller("bob", 5290, call_id="call-1", reject=True))
+
+
+@spec("ctthrottle-fork-cancel",
+      "contact throttling: bob's two devices register from other ports than their Contacts "
+      "(5251 -> 5201, 5252 -> 5202, as in the OpenSIPS traces); the main registrar forks the "
+      "call to their two ;ctid= contacts and we relay each INVITE to the Contact address, not "
+      "the REGISTER source (i); both ring; the caller CANCELs, the main registrar CANCELs both "
+      "of its branches, we answer each CANCEL 200 and CANCEL that one device hop by hop "
+      "(RFC 3261 §16.10), ACK its 487 and relay the 487 upstream; both un-register",
+      "contact-throttling", settle=0.5)
+def _ct_fork_cancel(d: Driver) -> None:
+    _cancelled_call(d)
+
+
+@spec("aorthrottle-fork-completed-elsewhere",
+      "AOR throttling: the main registrar's ONE INVITE is forked to bob's two devices (i); both "
+      "ring, one answers 200: the 200 goes upstream at once and the other, still ringing, "
+      "device is CANCELled with Reason: SIP;cause=200;text=\"Call completed elsewhere\" "
+      "(RFC 3261 §16.7 step 10, RFC 3326); its 200 to the CANCEL and its 487 (ACKed by us) stay "
+      "here; ACK and BYE follow the Record-Route to the answering device; both un-register",
+      "aor-throttling", settle=0.5)
+def _aor_fork_completed_elsewhere(d: Driver) -> None:
+    _fork_call(d, (("uas_answer", 1000), ("uas_ring_cancel", None)),
+               lambda: d.caller("bob", 5290, call_id="call-1"))

@@ -85,11 +85,17 @@ class Driver:
         self.background.append(proc)
         return proc
 
-    def caller(self, user: str, port: int, *, call_id: str, reject: bool = False) -> SippResult:
-        """A caller sending INVITE sip:user@example.test to the main registrar."""
-        name = "uac_invite_reject" if reject else "uac_invite"
+    def caller(self, user: str, port: int, *, call_id: str, reject: bool = False,
+               cancel_after_ms: int | None = None) -> SippResult:
+        """A caller sending INVITE sip:user@example.test to the main registrar: answered
+        (``uac_invite``), rejected (``reject``: ``uac_invite_reject``), or CANCELled by the
+        caller ``cancel_after_ms`` after both devices rang (``uac_invite_cancel``)."""
+        if cancel_after_ms is not None:
+            name, pause_ms = "uac_invite_cancel", cancel_after_ms
+        else:
+            name, pause_ms = ("uac_invite_reject" if reject else "uac_invite"), None
         result = run_sipp(scenario(name), self.kamailio.remote, port, {"user": user},
-                          workdir=self.workdir, call_id=call_id, timeout=60.0)
+                          workdir=self.workdir, call_id=call_id, pause_ms=pause_ms, timeout=60.0)
         return result.check()
 
     def raw(self, port: int) -> RawPhone:
