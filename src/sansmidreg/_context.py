@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from ._actions import Endpoint, Reply
 from ._bindings import LocationTable
@@ -14,6 +15,9 @@ from ._stats import Counters
 from ._timers import DeadlineHeap
 from ._transactions import ClientTxn, TransactionLayer
 from .sip import Request, Via, make_response, split_list
+
+if TYPE_CHECKING:
+    from ._lookup import Target
 
 __all__ = ["Context", "response_dest", "stamp_via", "stamped_via_line"]
 
@@ -60,7 +64,7 @@ class Context:
     """Shared state of one MidRegistrar."""
 
     __slots__ = ("cfg", "ids", "table", "txns", "heap", "stats", "adv", "adv_host_port",
-                 "deregistering", "trusted_hosts", "_local")
+                 "deregistering", "trusted_hosts", "targets", "_local")
 
     def __init__(self, cfg: Config, ids: IdSource) -> None:
         self.cfg = cfg
@@ -78,6 +82,8 @@ class Context:
         self.trusted_hosts = frozenset(h.lower().strip("[]") for h in (cfg.upstream.host,
                                                                        *cfg.trusted))
         """Hosts that may send us requests toward devices (lower case, no IPv6 brackets)."""
+        self.targets: dict[int, tuple[str, Endpoint, object, str, Target]] = {}
+        """ctid -> the last branch Target built for that contact (_lookup.target_of; bounded)."""
 
     def is_us(self, host: str, port: int | None, default_port: int = 5060) -> bool:
         """Does host:port name one of our addresses (Route / Request-URI checks)?"""

@@ -65,12 +65,18 @@ class MidRegistrar:
 
         :returns: the actions to execute, in order; state is already updated.
         """
-        self._advance(now)
+        if now != now or now < self._now:  # NaN or backwards (self._advance, inlined)
+            self._advance(now)
+        self._now = now
         try:
             actions = self._receive(data, source, now)
         except Exception as exc:  # a bug: never let remote input crash the embedding program
             actions = self._internal_error(data, source, exc)
-        return self._arm(actions)
+        deadline = self._ctx.heap.next_deadline()  # self._arm, inlined
+        if deadline != self._armed:
+            self._armed = deadline
+            actions.append(ArmTimer(at=deadline))
+        return actions
 
     def handle_timer(self, now: float) -> list[Action]:
         """Fire every deadline at or before ``now``. Calling it early returns no sends.
@@ -82,7 +88,7 @@ class MidRegistrar:
         actions: list[Action] = []
         while (key := ctx.heap.pop_due(now)) is not None:
             try:
-                if isinstance(key, Contact):
+                if type(key) is Contact:
                     actions.extend(self._registrar.contact_timer(key, now))
                 elif isinstance(key, ClientTxn):
                     actions.extend(ctx.txns.client_timer(key, now))
@@ -124,7 +130,7 @@ class MidRegistrar:
         cfg = ctx.cfg
         try:
             msg = parse_message(data, max_size=cfg.max_message_size, max_headers=cfg.max_headers,
-                                stream=source.is_reliable)
+                                stream=source.transport != "udp")
         except SipParseError as exc:
             return self._unparseable(data, source, exc)
         if isinstance(msg, Response):

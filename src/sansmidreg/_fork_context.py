@@ -184,14 +184,13 @@ class ResponseContext:
             if status > 100 and self.invite and not branch.cancel_pending:
                 branch.c_at = now + self.tables.ctx.cfg.timer_c  # §16.7 step 2 (lazy re-arm)
             if status > 100 and not self.final_sent and not branch.cancel_pending:
-                actions.extend(self.send_upstream(status, response.serialize_without_top_via(),
-                                                  now))
+                actions.extend(self.send_upstream(status, self._relayed(response), now))
             return actions
         counted = branch.final is not None
         if not counted:
             branch.final = status
         if status < 300:
-            actions.extend(self.send_upstream(status, response.serialize_without_top_via(), now))
+            actions.extend(self.send_upstream(status, self._relayed(response), now))
             if not self.final_sent:
                 self.final_sent = True
                 if self.invite:  # §16.7 step 10 / §16.10
@@ -230,6 +229,19 @@ class ResponseContext:
         return self._complete(now)
 
     # -- internals -------------------------------------------------------------------------------
+    def _relayed(self, response: Response) -> bytes:
+        """A branch's response as it goes upstream: without our Via (§16.7 step 3). A device that
+        did not copy the request's Vias leaves none once ours is gone; such a response would be
+        meant for us and cannot reach the main registrar, so it goes up with the Via lines of
+        the request we forwarded (what the device should have echoed, §8.2.6.2)."""
+        vias = response.lines("via")
+        if len(vias) == 1 and "," not in vias[0]:
+            repaired = response.pop_via()
+            for value in reversed(self.request.lines("via")):
+                repaired = repaired.push_via(value)
+            return repaired.serialize()
+        return response.serialize_without_top_via()
+
     def _count(self, branch: ForkBranch, status: int) -> None:
         if branch.final is None:
             branch.final = status
@@ -288,7 +300,7 @@ class ResponseContext:
             status = 500
             data = best.response.pop_via().with_status(500, "Server Internal Error").serialize()
         else:
-            data = best.response.serialize_without_top_via()
+            data = self._relayed(best.response)
         return self.send_upstream(status, data, now)
 
 

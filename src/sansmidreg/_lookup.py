@@ -107,12 +107,28 @@ def _behind_nat(policy: str, source: Endpoint, reg_id: int | None, uri: Uri) -> 
 
 
 def target_of(ctx: Context, contact: Contact) -> Target | None:
-    """The branch destination of ``contact`` (None when its URI cannot be routed)."""
-    plan = _plan(contact.uri, contact.source, contact.path, contact.reg_id, ctx.cfg.nat)
+    """The branch destination of ``contact`` (None when its URI cannot be routed). The last one
+    built for a contact is kept in Context.targets and reused while the contact still holds the
+    very same uri/source/details objects (identity checks)."""
+    uri = contact.uri
+    source = contact.source
+    details = contact.details
+    policy = ctx.cfg.nat
+    targets = ctx.targets
+    memo = targets.get(contact.ctid)
+    if memo is not None and memo[0] is uri and memo[1] is source and memo[2] is details and (
+            memo[3] is policy and memo[4].contact is contact):
+        return memo[4]
+    path = contact.path
+    plan = _plan(uri, source, path, contact.reg_id, policy)
     if plan is None:
         return None
     dest, nat = plan
-    return Target(contact=contact, uri=contact.uri, dest=dest, route=contact.path, nat=nat)
+    target = Target(contact=contact, uri=uri, dest=dest, route=path, nat=nat)
+    if len(targets) >= 16384:
+        targets.clear()
+    targets[contact.ctid] = (uri, source, details, policy, target)
+    return target
 
 
 @functools.lru_cache(maxsize=16384)
@@ -159,12 +175,28 @@ def _q(contact: Contact) -> float:
 
 
 def _order(contact: Contact) -> tuple[float, float]:
+    if contact.details is None:  # no q: 1.0
+        return (-1.0, -contact.registered_at)
     return (-_q(contact), -contact.registered_at)
+
+
+_RURIS: dict[str, Uri] = {}
+"""Request-URI text -> Uri: calls to an AOR repeat its URI (bounded memo)."""
+
+
+def _request_uri(req: Request) -> Uri:
+    uri = _RURIS.get(req.uri_text)
+    if uri is None:
+        uri = req.uri
+        if len(_RURIS) >= 4096:
+            _RURIS.clear()
+        _RURIS[req.uri_text] = uri
+    return uri
 
 
 def lookup(ctx: Context, req: Request, now: float) -> list[Target] | Refusal:
     """The targets of an initial request toward our devices, or why there are none."""
-    uri = req.uri
+    uri = _request_uri(req)
     if not uri.is_sip:
         return Refusal(416, "Unsupported URI Scheme")
     ctid = contact_id(ctx, uri)
@@ -179,15 +211,26 @@ def lookup(ctx: Context, req: Request, now: float) -> list[Target] | Refusal:
     aor = ctx.table.aors.get(aor_from_aggregate(uri.user, ctx.cfg.at_escape))
     if aor is None:
         return Refusal(404, "Not Found")
-    live = aor.live(now)
+    method = req.method
+    live = 0
+    allowed: list[Contact] = []
+    for c in aor.contacts:
+        if c.expires_at > now:
+            live += 1
+            details = c.details
+            if details is None or details[3] is None or method in details[3]:
+                allowed.append(c)
     if not live:
         return Refusal(480, "Temporarily Unavailable")
-    method = req.method
-    allowed = [c for c in live if c.methods is None or method in c.methods]
     if not allowed:
-        methods = sorted(set().union(*(c.methods or () for c in live)))
+        methods = sorted(set().union(*(c.methods or () for c in aor.live(now))))
         return Refusal(405, "Method Not Allowed", (("Allow", ", ".join(methods)),))
     # q descending, then the most recent registration first (stable for full ties)
-    allowed.sort(key=_order)
-    targets = [t for t in (target_of(ctx, c) for c in allowed) if t is not None]
+    if len(allowed) > 1:
+        allowed.sort(key=_order)
+    targets = []
+    for c in allowed:
+        target = target_of(ctx, c)
+        if target is not None:
+            targets.append(target)
     return targets or Refusal(480, "Temporarily Unavailable")

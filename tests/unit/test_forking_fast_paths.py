@@ -55,3 +55,43 @@ def test_fork_outputs_do_not_depend_on_the_fast_paths() -> None:
         assert len(sent(h.respond(b, 487, tag="z"), "ACK")) == 1
     settle(h)
 
+
+
+def _only_our_via(response: bytes, ours: bytes) -> bytes:
+    """A device's response that kept our Via and dropped the ones below it (a broken UAS)."""
+    head, _, rest = response.partition(b"\r\nVia: ")
+    _, _, after = rest.partition(b"\r\n")
+    lines = [line for line in after.split(b"\r\n") if not line.lower().startswith(b"via:")]
+    return head + b"\r\nVia: " + ours + b"\r\n" + b"\r\n".join(lines)
+
+
+def test_a_response_left_without_via_goes_up_with_the_requests_vias() -> None:
+    # RFC 3261 §16.7 step 3: with our Via gone nothing would route it upstream; the main
+    # registrar must still get a response it can match (and ACK), never one without a Via
+    h = aor_harness(2)
+    b1, b2 = branches(call(h))
+    ours = b1.data.split(b"\r\nVia: ", 1)[1].split(b"\r\n", 1)[0]
+    ringing = h.send(_only_our_via(answer(b1.data, 180, tag="a"), ours), b1.dest)
+    assert statuses(ringing) == [180]
+    upstream_vias = [str(v) for v in replies(ringing)[0].vias]
+    assert [v.split(";branch=")[1] for v in upstream_vias] == ["z9hG4bKkam-1",
+                                                               "z9hG4bK-caller-1"]
+    ours2 = b2.data.split(b"\r\nVia: ", 1)[1].split(b"\r\n", 1)[0]
+    busy = h.send(_only_our_via(answer(b2.data, 486, tag="b"), ours2), b2.dest)
+    assert statuses(busy) == [] and len(sent(busy, "ACK")) == 1
+    final = h.send(_only_our_via(answer(b1.data, 603, tag="a"), ours), b1.dest)
+    (decline,) = replies(final)
+    assert decline.status == 603 and len(decline.vias) == 2 and decline.to.tag == "a"
+    settle(h)
+
+
+def test_relayed_responses_keep_every_byte_but_our_via() -> None:
+    h = aor_harness(1)
+    (b1,) = branches(call(h))
+    ringing = answer(b1.data, 180, tag="a")
+    relayed = h.send(ringing, b1.dest)
+    (out,) = [a.data for a in relayed if a.__class__.__name__ == "Reply"]
+    ours = b1.data.split(b"\r\nVia: ", 1)[1].split(b"\r\n", 1)[0]
+    assert b"\r\nVia: " + ours + b"\r\n" in ringing  # our Via is a line of its own here
+    assert out == ringing.replace(b"Via: " + ours + b"\r\n", b"", 1)
+    settle(h)
