@@ -6,7 +6,7 @@ from __future__ import annotations
 from _forking_support import answer, branches, drops, replies, sent, statuses
 from test_forking import aor_harness, call, settle
 
-from sansmidreg import Fork
+from sansmidreg import Fork, Reply
 
 
 def test_a_device_that_stamps_received_on_our_via_is_still_matched() -> None:
@@ -90,7 +90,7 @@ def test_relayed_responses_keep_every_byte_but_our_via() -> None:
     (b1,) = branches(call(h))
     ringing = answer(b1.data, 180, tag="a")
     relayed = h.send(ringing, b1.dest)
-    (out,) = [a.data for a in relayed if a.__class__.__name__ == "Reply"]
+    (out,) = [a.data for a in relayed if isinstance(a, Reply)]
     ours = b1.data.split(b"\r\nVia: ", 1)[1].split(b"\r\n", 1)[0]
     assert b"\r\nVia: " + ours + b"\r\n" in ringing  # our Via is a line of its own here
     assert out == ringing.replace(b"Via: " + ours + b"\r\n", b"", 1)
