@@ -3,10 +3,14 @@
 # Trying up and 3 branches out; 100 from two devices, 180 + 200 from the third (both relayed);
 # CANCEL to the other two, their 200 and 487, our 2 ACKs; then every timer (D, K, L, M) fired so
 # that all transactions are terminated (checked). Eighteen messages, nine of them parsed.
+# The timed loop holds nothing but the core's calls: the devices' answers quote branch ids the
+# core invents, so each round first plays its calls on a twin core (same config, same seed, same
+# history, hence the same ids) to write down the inputs, then times the measured core fed those
+# inputs; both must end in the same state (checked), so the measured core did the same work.
 # In the same run, h11's request parse rate and the ratio (floor: 0.25), measured in alternating
 # rounds (median of the per-round ratios): the reference is the one of benchmarks/_common.py (h11
 # parsing the HTTP/1.1 equivalent of a typical REGISTER), repeated here so this script stands
-# alone. Run: python benchmarks/bench_fork.py  (about 10 s; prints `key: value` lines)
+# alone. Run: python benchmarks/bench_fork.py  (about 15 s; prints `key: value` lines)
 from __future__ import annotations
 
 import statistics
@@ -16,6 +20,7 @@ from collections.abc import Callable
 import h11
 
 from sansmidreg import (
+    Action,
     Config,
     Endpoint,
     Fork,
@@ -115,16 +120,24 @@ def make_core() -> MidRegistrar:
     return core
 
 
+Input = tuple[bytes | None, Endpoint, float]
+"""One call of the core: (datagram, source, now), or (None, _, now) for handle_timer."""
+
+
 class Call:
-    """One call set-up through the core, at its own time slot."""
+    """One call set-up through the core, at its own time slot; ``record`` (when given) gets the
+    core calls it made, in order."""
 
     def __init__(self, core: MidRegistrar) -> None:
         self.core = core
         self.n = 0
         self.now = 200.0
+        self.record: list[Input] | None = None
 
     def __call__(self) -> None:
         core = self.core
+        if self.record is not None:
+            core = _Recorder(core, self.record)  # type: ignore[assignment]
         self.n += 1
         n = b"%d" % self.n
         now = self.now = self.now + 60.0
@@ -143,6 +156,33 @@ class Call:
             core.receive(_CANCEL_OK % (branch, n), dest, now)
             core.receive(_response(n, branch, b"487 Request Terminated", b";tag=z"), dest, now)
         core.handle_timer(now + 40.0)  # D, K, L, M: every transaction of this call ends
+
+
+class _Recorder:
+    """A core that writes down every call made to it."""
+
+    def __init__(self, core: MidRegistrar, record: list[Input]) -> None:
+        self.core = core
+        self.record = record
+
+    def receive(self, data: bytes, source: Endpoint, now: float) -> list[Action]:
+        self.record.append((data, source, now))
+        return self.core.receive(data, source, now)
+
+    def handle_timer(self, now: float) -> list[Action]:
+        self.record.append((None, UPSTREAM, now))
+        return self.core.handle_timer(now)
+
+
+def replay(core: MidRegistrar, inputs: list[Input]) -> None:
+    """Feed ``inputs`` to ``core`` (the timed part: nothing but the core's own calls)."""
+    receive = core.receive
+    handle_timer = core.handle_timer
+    for data, source, now in inputs:
+        if data is None:
+            handle_timer(now)
+        else:
+            receive(data, source, now)
 
 
 # the templates as bytes with %-slots, so that building the 9 inputs costs the harness little
@@ -198,10 +238,23 @@ def emit(key: str, value: float | int | str) -> None:
     print(f"{key}: {value}", flush=True)
 
 
+def timed_forks(twin: Call, core: MidRegistrar, count: int) -> float:
+    """Forks per second of ``core`` over ``count`` calls recorded on ``twin`` first."""
+    inputs: list[Input] = []
+    twin.record = inputs
+    for _ in range(count):
+        twin()
+    t0 = time.perf_counter()
+    replay(core, inputs)
+    elapsed = time.perf_counter() - t0
+    assert core.stats() == twin.core.stats(), "the measured core diverged from its twin"
+    return count / elapsed
+
+
 def main() -> None:
     core = make_core()
-    call = Call(core)
-    call()
+    twin = Call(make_core())
+    count = max(100, int(0.4 * timed_forks(twin, core, 200)))  # about 0.4 s per round
     assert core.stats().transactions == 0, core.stats()
     # the machine is shared: measure the fork and the reference in alternating rounds and take
     # the median of the per-round ratios, so a load change hits both sides of a ratio alike
@@ -209,7 +262,7 @@ def main() -> None:
     refs: list[float] = []
     ratios: list[float] = []
     for _ in range(ROUNDS):
-        forks.append(rate(call, run_time=0.4))
+        forks.append(timed_forks(twin, core, count))
         refs.append(rate(h11_parse, run_time=0.4))
         ratios.append(forks[-1] / refs[-1])
     stats = core.stats()

@@ -149,7 +149,10 @@ def parse_message(data: bytes, *, max_size: int = 65535, max_headers: int = 256,
         body = body[:cl_value]
 
     msg: Request | Response
-    if first[:1] in "Ss" and first[:4].upper() == "SIP/":
+    if first.startswith("SIP/2.0 ") and first[11:12] == " " and "1" <= first[8] <= "6" and (
+            first[9:11].isdigit() and first[9:11].isascii()):
+        msg = Response(int(first[8:11]), first[12:], tuple(headers), body)  # the usual case
+    elif first[:1] in "Ss" and first[:4].upper() == "SIP/":
         version, _, rest = first.partition(" ")
         code, _, reason = rest.partition(" ")
         if version.upper() != "SIP/2.0":
