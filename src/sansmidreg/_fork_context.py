@@ -25,7 +25,17 @@ from ._actions import Action, Branch, Drop, Endpoint, Fork, Reply, SendRequest
 from ._context import Context
 from ._ids import branch_id as new_branch
 from ._fork_response import Candidate, choose, merge_challenges
-from ._invite import ClientTransaction, Eff, Ev, InviteServer, St
+from ._invite import (
+    CALLING,
+    EFF_SEND,
+    EV_ABANDON,
+    EV_SEND_FAILURE,
+    EV_SEND_PROVISIONAL,
+    EV_SEND_SUCCESS,
+    PROCEEDING,
+    ClientTransaction,
+    InviteServer,
+)
 from ._lookup import Target
 from ._route import record_route_values
 from ._transactions import ServerTxn, TxnState
@@ -34,7 +44,7 @@ from .sip import Request, Response, make_response
 __all__ = ["ForkBranch", "ProxyTables", "ResponseContext", "start_fork"]
 
 _RECORD_ROUTE_METHODS: Final = frozenset({"INVITE", "SUBSCRIBE", "REFER", "NOTIFY"})
-_PENDING: Final = (St.CALLING, St.PROCEEDING)
+_PENDING: Final = (CALLING, PROCEEDING)
 _COMPLETED_ELSEWHERE: Final = 'SIP;cause=200;text="Call completed elsewhere"'
 _NEVER: Final = float("inf")
 
@@ -53,7 +63,7 @@ class ProxyTables:
         """Its heap entry no later than its next deadline (lazy: an earlier one is kept): its
         own timer, or for a pending INVITE branch its Timer C / CANCEL wait if earlier."""
         at = txn.next_at
-        if txn.invite and (txn.state is St.CALLING or txn.state is St.PROCEEDING):
+        if txn.invite and (txn.state is CALLING or txn.state is PROCEEDING):
             c_at = txn.owner.c_at
             if at is None or c_at < at:
                 at = c_at
@@ -152,9 +162,9 @@ class ResponseContext:
         reply = Reply(data=data, dest=self.dest)
         server = self.server
         if type(server) is InviteServer:
-            event = Ev.SEND_PROVISIONAL if status < 200 else (
-                Ev.SEND_SUCCESS if status < 300 else Ev.SEND_FAILURE)
-            if server.step(event, now) is Eff.SEND:
+            event = EV_SEND_PROVISIONAL if status < 200 else (
+                EV_SEND_SUCCESS if status < 300 else EV_SEND_FAILURE)
+            if server.step(event, now) is EFF_SEND:
                 server.last = reply
                 if server.next_at is not None:
                     self.tables.ctx.heap.arm(server, server.next_at)
@@ -217,13 +227,13 @@ class ResponseContext:
             return []
         branch.c_at = _NEVER
         if branch.cancel_txn is not None:  # the branch never answered our CANCEL: give up
-            txn.step(Ev.ABANDON)
+            txn.step(EV_ABANDON)
             self.tables.end_client(txn)
             return [Drop(reason="branch-abandoned",
                          detail=f"no final response from {txn.dest} after CANCEL")
                     ] + self.on_timeout(branch, now)
         branch.cancel_pending = True  # §16.8 Timer C
-        if txn.state is St.PROCEEDING:
+        if txn.state is PROCEEDING:
             return self._send_cancel(branch, now, None)
         self._count(branch, 408)
         return self._complete(now)
@@ -256,7 +266,7 @@ class ResponseContext:
                     branch.cancel_pending):
                 continue
             branch.cancel_pending = True
-            if txn.state is St.PROCEEDING:
+            if txn.state is PROCEEDING:
                 actions.extend(self._send_cancel(branch, now, reason))
             else:  # no provisional yet: CANCEL later (§9.1); it counts as terminated now
                 branch.c_at = _NEVER  # Timer C is moot; Timer B bounds the wait

@@ -21,14 +21,29 @@ from typing import Final
 from ._actions import Action, Drop, Endpoint, Reply, SendRequest
 from ._context import Context, response_dest, stamp_via
 from ._fork_context import ProxyTables, start_fork
-from ._invite import ClientTransaction, Eff, Ev, InviteServer, St
+from ._invite import (
+    CALLING,
+    EFF_ABSORB,
+    EFF_ACK,
+    EFF_PASS,
+    EFF_PASS_ACK,
+    EFF_RESEND,
+    EFF_RETRANSMIT,
+    EFF_TIMEOUT,
+    EV_ACK,
+    EV_REQUEST,
+    PROCEEDING,
+    TERMINATED,
+    ClientTransaction,
+    InviteServer,
+)
 from ._lookup import Refusal, contact_id, is_trusted, lookup
 from ._route import pop_our_routes, relay_response, relay_routed, server_key
 from .sip import Request, Response, SipParseError, make_response
 
 __all__ = ["Proxy"]
 
-_PENDING: Final = frozenset({St.CALLING, St.PROCEEDING})
+_PENDING: Final = frozenset({CALLING, PROCEEDING})
 
 class Proxy:
     """The stateful forking proxy and stateless relay of one MidRegistrar."""
@@ -58,8 +73,8 @@ class Proxy:
             server = self.tables.servers.get(key)
             if server is not None:  # a retransmission (§17.2.1)
                 ctx.stats.retransmissions_absorbed += 1
-                effect = server.step(Ev.REQUEST, now)
-                return [server.last] if effect is Eff.RESEND and server.last else []
+                effect = server.step(EV_REQUEST, now)
+                return [server.last] if effect is EFF_RESEND and server.last else []
         else:
             txn = ctx.txns.server(key)
             if txn is not None:  # a retransmission (§17.2.2)
@@ -121,9 +136,9 @@ class Proxy:
     def _ack(self, req: Request, source: Endpoint, now: float) -> list[Action]:
         server = self.tables.servers.get(server_key(req, "INVITE"))
         if server is not None:
-            effect = server.step(Ev.ACK, now)
+            effect = server.step(EV_ACK, now)
             self.tables.arm_server(server)
-            if effect is not Eff.PASS:
+            if effect is not EFF_PASS:
                 return []  # the ACK of a non-2xx final ends here (hop by hop, §17.2.1)
         routed, popped = pop_our_routes(self.ctx, req)
         if popped or routed.has("route"):
@@ -195,24 +210,24 @@ class Proxy:
             return [Drop(reason="bad-response", detail=f"{status} without From/To/Call-ID "
                          "or of no known class", source=source)]
         effect = txn.respond(status, now)
-        if effect is Eff.PASS:
+        if effect is EFF_PASS:
             self.tables.arm_client(txn)
             if txn.method == "CANCEL":
                 return []
             branch = txn.owner
             return branch.context.on_response(branch, resp, now)
-        if effect is Eff.PASS_ACK or effect is Eff.ACK:
+        if effect is EFF_PASS_ACK or effect is EFF_ACK:
             if txn.ack is None:
                 txn.ack = txn.owner.ack(resp)
             actions: list[Action] = [SendRequest(data=txn.ack, dest=txn.dest)]
-            if effect is Eff.ACK:  # a retransmitted non-2xx final: our ACK again
+            if effect is EFF_ACK:  # a retransmitted non-2xx final: our ACK again
                 self.ctx.stats.retransmissions_absorbed += 1
                 return actions
             self.tables.arm_client(txn)
             branch = txn.owner
             actions.extend(branch.context.on_response(branch, resp, now))
             return actions
-        self.ctx.stats.retransmissions_absorbed += 1  # Eff.ABSORB: a stray or repeated response
+        self.ctx.stats.retransmissions_absorbed += 1  # EFF_ABSORB: a stray or repeated response
         return []
 
     # -- timers ----------------------------------------------------------------------------------
@@ -229,7 +244,7 @@ class Proxy:
         branch = txn.owner
         if txn.invite and branch.c_at <= now and txn.state in _PENDING:
             actions = branch.context.on_branch_timer(branch, now)  # Timer C / CANCEL wait
-            if txn.state is St.TERMINATED:
+            if txn.state is TERMINATED:
                 return actions
         at = txn.next_at
         if at is None or at > now:  # not due (DeadlineHeap.arm is lazy): re-arm
@@ -239,13 +254,13 @@ class Proxy:
         if event is None:
             return actions
         effect = txn.step(event)
-        if txn.state is St.TERMINATED:
+        if txn.state is TERMINATED:
             self.tables.end_client(txn)
-            if effect is Eff.TIMEOUT and txn.method != "CANCEL":
+            if effect is EFF_TIMEOUT and txn.method != "CANCEL":
                 actions.extend(branch.context.on_timeout(branch, now))
             return actions
         self.tables.arm_client(txn)
-        if effect is Eff.RETRANSMIT:
+        if effect is EFF_RETRANSMIT:
             self.ctx.stats.retransmissions_sent += 1
             actions.append(SendRequest(data=txn.data, dest=txn.dest))
         return actions
@@ -259,11 +274,11 @@ class Proxy:
         if event is None:
             return []
         effect = txn.step(event, now)
-        if txn.state is St.TERMINATED:
+        if txn.state is TERMINATED:
             self.tables.end_server(txn)
             return []
         self.tables.arm_server(txn)
-        if effect is Eff.RESEND and txn.last is not None:
+        if effect is EFF_RESEND and txn.last is not None:
             self.ctx.stats.retransmissions_sent += 1
             return [txn.last]
         return []
