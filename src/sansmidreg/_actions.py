@@ -1,11 +1,14 @@
 # The closed union of actions the core returns (DESIGN.md §2.3), and the Endpoint they go to.
 # Every action is a frozen, slotted, keyword-only dataclass of immutable fields; adapters dispatch
 # on them with `match` ending in `assert_never`, so a new action is a type error in every adapter
-# until it is handled.
+# until it is handled. The core builds the ones it emits per message through `data_action` and
+# `one_field` (the same objects, built by their slot descriptors: a keyword call of a frozen
+# dataclass costs about twice as much, and the proxy makes a dozen per call).
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, TypeVar
 
 __all__ = [
     "Action",
@@ -107,3 +110,46 @@ class Drop:
 
 
 Action: TypeAlias = SendUpstream | Reply | Fork | SendRequest | ArmTimer | Drop
+
+
+_D = TypeVar("_D", SendUpstream, Reply, Branch, SendRequest)
+_new = object.__new__
+
+
+def _setter(cls: type, field: str) -> Callable[[Any, Any], None]:
+    """The slot descriptor's ``__set__`` of ``cls.field`` (bypasses the frozen __setattr__)."""
+    setter: Callable[[Any, Any], None] = getattr(cls, field).__set__
+    return setter
+
+
+def data_action(cls: type[_D]) -> Callable[[bytes, Endpoint], _D]:
+    """A positional constructor ``(data, dest)`` of ``cls`` (equal to ``cls(data=, dest=)``)."""
+    set_data = _setter(cls, "data")
+    set_dest = _setter(cls, "dest")
+
+    def make(data: bytes, dest: Endpoint) -> _D:
+        action: _D = _new(cls)
+        set_data(action, data)
+        set_dest(action, dest)
+        return action
+
+    return make
+
+
+new_reply = data_action(Reply)
+new_branch = data_action(Branch)
+new_send_request = data_action(SendRequest)
+_set_at = _setter(ArmTimer, "at")
+_set_branches = _setter(Fork, "branches")
+
+
+def new_arm_timer(at: float | None) -> ArmTimer:
+    timer: ArmTimer = _new(ArmTimer)
+    _set_at(timer, at)
+    return timer
+
+
+def new_fork(branches: tuple[Branch, ...]) -> Fork:
+    fork: Fork = _new(Fork)
+    _set_branches(fork, branches)
+    return fork

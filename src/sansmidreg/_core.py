@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import traceback
 
-from ._actions import Action, ArmTimer, Drop, Endpoint, Reply
+from ._actions import Action, Drop, Endpoint, Reply, new_arm_timer, new_reply
 from ._bindings import Contact
 from ._config import Config, Mode
 from ._context import Context, response_dest
@@ -75,7 +75,7 @@ class MidRegistrar:
         deadline = self._ctx.heap.next_deadline()  # self._arm, inlined
         if deadline != self._armed:
             self._armed = deadline
-            actions.append(ArmTimer(at=deadline))
+            actions.append(new_arm_timer(deadline))
         return actions
 
     def handle_timer(self, now: float) -> list[Action]:
@@ -122,7 +122,7 @@ class MidRegistrar:
         deadline = self._ctx.heap.next_deadline()
         if deadline != self._armed:
             self._armed = deadline
-            actions.append(ArmTimer(at=deadline))
+            actions.append(new_arm_timer(deadline))
         return actions
 
     def _receive(self, data: bytes, source: Endpoint, now: float) -> list[Action]:
@@ -179,7 +179,7 @@ class MidRegistrar:
             return self._ctx.reply(req, source, status, reason)
         except SipParseError:  # From/To/CSeq unusable: answer with what we can copy
             response = make_response(req, status, reason)
-            return Reply(data=response.serialize(), dest=source)
+            return new_reply(response.serialize(), source)
 
     def _unparseable(self, data: bytes, source: Endpoint, exc: SipParseError) -> list[Action]:
         """Answer a request that failed to parse, if its request line and Via are readable."""

@@ -21,7 +21,16 @@ from __future__ import annotations
 
 from typing import Final
 
-from ._actions import Action, Branch, Drop, Endpoint, Fork, Reply, SendRequest
+from ._actions import (
+    Action,
+    Branch,
+    Drop,
+    Endpoint,
+    new_branch as branch_action,
+    new_fork,
+    new_reply,
+    new_send_request,
+)
 from ._context import Context
 from ._ids import branch_id as new_branch
 from ._fork_response import Candidate, choose, merge_challenges
@@ -159,7 +168,7 @@ class ResponseContext:
     # -- upstream --------------------------------------------------------------------------------
     def send_upstream(self, status: int, data: bytes, now: float) -> list[Action]:
         """Send a response through the server transaction (2xx statelessly once it is done)."""
-        reply = Reply(data=data, dest=self.dest)
+        reply = new_reply(data, self.dest)
         server = self.server
         if type(server) is InviteServer:
             event = EV_SEND_PROVISIONAL if status < 200 else (
@@ -278,14 +287,14 @@ class ResponseContext:
         assert txn is not None
         cfg = self.tables.ctx.cfg
         data = branch.cancel(reason)
-        cancel = ClientTransaction(branch=txn.branch, method="CANCEL", data=data, dest=txn.dest,
-                                   owner=branch, now=now, t1=cfg.t1, t2=cfg.t2, t4=cfg.t4)
+        cancel = ClientTransaction(txn.branch, "CANCEL", data, txn.dest, branch, now, cfg.t1,
+                                   cfg.t2, cfg.t4)
         branch.cancel_txn = cancel
         self.tables.clients[(cancel.branch, "CANCEL")] = cancel
         self.tables.arm_client(cancel)
         branch.c_at = now + 64 * cfg.t1  # §9.1: the INVITE must end by then
         self.tables.arm_client(txn)
-        return [SendRequest(data=data, dest=txn.dest)]
+        return [new_send_request(data, txn.dest)]
 
     def _complete(self, now: float) -> list[Action]:
         """Send the best final once every branch has one (§16.7 step 6)."""
@@ -384,8 +393,7 @@ def start_fork(tables: ProxyTables, request: Request, source: Endpoint, dest: En
         via = f"SIP/2.0/{tdest.transport.upper()}{via_tail}{branch_id}"
         data = f"{head}Via: {via}\r\n".encode("utf-8", "surrogateescape") + rest
         branch = ForkBranch(context, target, target.uri, via, target.route)
-        txn = ClientTransaction(branch=branch_id, method=method, data=data, dest=tdest,
-                                owner=branch, now=now, t1=t1, t2=t2, t4=t4)
+        txn = ClientTransaction(branch_id, method, data, tdest, branch, now, t1, t2, t4)
         branch.txn = txn
         clients[(branch_id, method)] = txn
         at = txn.next_at  # Timer A / E (B / F on a reliable transport)
@@ -396,8 +404,8 @@ def start_fork(tables: ProxyTables, request: Request, source: Endpoint, dest: En
         if at is not None:
             heap.arm(txn, at)
         branches.append(branch)
-        out.append(Branch(data=data, dest=tdest))
+        out.append(branch_action(data, tdest))
     ctx.stats.requests_forked += 1
     ctx.stats.branches_created += len(out)
-    actions.append(Fork(branches=tuple(out)))
+    actions.append(new_fork(tuple(out)))
     return actions

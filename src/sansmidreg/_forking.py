@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from ._actions import Action, Drop, Endpoint, Reply, SendRequest
+from ._actions import Action, Drop, Endpoint, Reply, new_send_request
 from ._context import Context, response_dest, stamp_via
 from ._fork_context import ProxyTables, start_fork
 from ._invite import (
@@ -219,7 +219,7 @@ class Proxy:
         if effect is EFF_PASS_ACK or effect is EFF_ACK:
             if txn.ack is None:
                 txn.ack = txn.owner.ack(resp)
-            actions: list[Action] = [SendRequest(data=txn.ack, dest=txn.dest)]
+            actions: list[Action] = [new_send_request(txn.ack, txn.dest)]
             if effect is EFF_ACK:  # a retransmitted non-2xx final: our ACK again
                 self.ctx.stats.retransmissions_absorbed += 1
                 return actions
@@ -262,7 +262,7 @@ class Proxy:
         self.tables.arm_client(txn)
         if effect is EFF_RETRANSMIT:
             self.ctx.stats.retransmissions_sent += 1
-            actions.append(SendRequest(data=txn.data, dest=txn.dest))
+            actions.append(new_send_request(txn.data, txn.dest))
         return actions
 
     def _server_timer(self, txn: InviteServer, now: float) -> list[Action]:

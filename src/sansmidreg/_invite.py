@@ -159,7 +159,7 @@ class ClientTransaction:
     __slots__ = ("branch", "method", "data", "dest", "owner", "state", "table", "invite",
                  "reliable", "interval", "end_at", "next_at", "timer", "ack", "t1", "t2", "t4")
 
-    def __init__(self, *, branch: str, method: str, data: bytes, dest: Endpoint,
+    def __init__(self, branch: str, method: str, data: bytes, dest: Endpoint,
                  owner: ForkBranch, now: float, t1: float, t2: float, t4: float) -> None:
         self.branch = branch
         self.method = method
