@@ -54,6 +54,8 @@ class MidRegistrar:
             config.mode is Mode.CONTACT_THROTTLING or (
                 config.mode is Mode.AOR_THROTTLING and config.conservative_aor_window))
         """Try the absorbed-refresh fast path first (tests turn it off to compare both paths)."""
+        self._absorb = True
+        """Try Proxy.absorb on responses before parsing them (tests turn it off likewise)."""
 
     @property
     def config(self) -> Config:
@@ -128,6 +130,11 @@ class MidRegistrar:
     def _receive(self, data: bytes, source: Endpoint, now: float) -> list[Action]:
         ctx = self._ctx
         cfg = ctx.cfg
+        if data[:8] == b"SIP/2.0 " and self._absorb and len(data) <= cfg.max_message_size and (
+                self._proxy.tables.clients):  # a device's answer that goes nowhere: no parse
+            absorbed = self._proxy.absorb(data, now)
+            if absorbed is not None:
+                return absorbed
         try:
             msg = parse_message(data, max_size=cfg.max_message_size, max_headers=cfg.max_headers,
                                 stream=source.transport != "udp")

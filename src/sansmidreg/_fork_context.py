@@ -131,6 +131,10 @@ class ForkBranch:
         (§17.1.1.3)."""
         return self._hop_request("ACK", response.get("to") or "", None)
 
+    def ack_to(self, to: str) -> bytes:
+        """``ack`` for a response whose To value is ``to``."""
+        return self._hop_request("ACK", to, None)
+
     def cancel(self, reason: str | None) -> bytes:
         """A CANCEL of this branch (§9.1): same URI, Via branch, From, To, Call-ID, CSeq number."""
         return self._hop_request("CANCEL", self.context.to_value, reason)
@@ -193,6 +197,27 @@ class ResponseContext:
         return self._cancel_pending(now, None) + self._complete(now)
 
     # -- branch events ---------------------------------------------------------------------------
+    def goes_nowhere(self, branch: ForkBranch, status: int) -> bool:
+        """Would ``on_response`` neither relay nor keep a response with ``status``? (Then
+        ``on_unrelayed`` does its work without the response: Proxy.absorb.)"""
+        if status < 200:
+            return status == 100 or self.final_sent or branch.cancel_pending
+        return status >= 300 and self.final_sent
+
+    def on_unrelayed(self, branch: ForkBranch, status: int, now: float) -> list[Action]:
+        """``on_response`` for a response ``goes_nowhere`` says nothing is done with (after the
+        final went upstream, a branch's final is only counted: no candidate is chosen any more)."""
+        if status < 200:
+            branch.provisional = True
+            if branch.cancel_pending and branch.cancel_txn is None:
+                return self._send_cancel(branch, now, None)  # §9.1: now it can be cancelled
+            if status > 100 and self.invite and not branch.cancel_pending:
+                branch.c_at = now + self.tables.ctx.cfg.timer_c  # §16.7 step 2 (lazy re-arm)
+            return []
+        if branch.final is None:
+            branch.final = status
+        return []
+
     def on_response(self, branch: ForkBranch, response: Response, now: float) -> list[Action]:
         status = response.status
         actions: list[Action] = []

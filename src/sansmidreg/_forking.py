@@ -16,6 +16,7 @@
 # Timers: our client/server transactions (_invite.py) and each INVITE branch's Timer C.
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from ._actions import Action, Drop, Endpoint, Reply, new_send_request
@@ -44,6 +45,14 @@ from .sip import Request, Response, SipParseError, make_response
 __all__ = ["Proxy"]
 
 _PENDING: Final = frozenset({CALLING, PROCEEDING})
+# Proxy.absorb: the first Via value, the CSeq method, the To value (one line each, in the header
+# section; a folded or odd line makes the search fail and the response take the general path)
+_TOP_VIA: Final = re.compile(
+    rb"\r\n(?:[Vv][Ii][Aa]|[Vv])[ \t]*:[ \t]*([^\r\n,]*[^\r\n, \t])[ \t]*[,\r]")
+_CSEQ_METHOD: Final = re.compile(
+    rb"\r\n[Cc][Ss][Ee][Qq][ \t]*:[ \t]*[0-9]{1,10}[ \t]+([!-~]+)\r\n")
+_TO: Final = re.compile(
+    rb"\r\n(?:[Tt][Oo]|[Tt])[ \t]*:[ \t]*([^\r\n]*[^\r\n \t])\r\n(?![ \t])")
 
 class Proxy:
     """The stateful forking proxy and stateless relay of one MidRegistrar."""
@@ -168,6 +177,49 @@ class Proxy:
         return [reply, *context.upstream_cancel(now)]
 
     # -- responses -------------------------------------------------------------------------------
+    def absorb(self, data: bytes, now: float) -> list[Action] | None:
+        """A response of a device that goes nowhere (a 100, an answer to our CANCEL, a final
+        after ours went upstream, a retransmission), handled from its start line, top Via, CSeq
+        (and To, for the ACK of a final) without a full parse, as proxies parse lazily; None when
+        it must be relayed or kept, or does not look like ours: the general path then parses it."""
+        if data[11:12] != b" " or not data[8:11].isdigit():
+            return None
+        end = data.find(b"\r\n\r\n") + 2
+        via = _TOP_VIA.search(data, 0, end)
+        cseq = _CSEQ_METHOD.search(data, 0, end)
+        if via is None or cseq is None:
+            return None
+        top = via.group(1).decode("latin-1")
+        at = top.rfind(";branch=")
+        txn = self.tables.clients.get((top[at + 8:], cseq.group(1).decode("latin-1")))
+        if txn is None or at < 0 or txn.owner.via != top or txn.branch in self.ctx.txns.clients:
+            return None
+        status = int(data[8:11])
+        branch = txn.owner
+        context = branch.context
+        if status >= 700 or (txn.method != "CANCEL" and not context.goes_nowhere(branch, status)):
+            return None
+        to = None
+        if txn.invite and status >= 300:  # its ACK copies the To
+            found = _TO.search(data, 0, end)
+            if found is None:
+                return None
+            to = found.group(1).decode("utf-8", "surrogateescape")
+        effect = txn.respond(status, now)
+        if effect is EFF_PASS or effect is EFF_PASS_ACK:
+            self.tables.arm_client(txn)
+            actions: list[Action] = []
+            if effect is EFF_PASS_ACK:
+                txn.ack = branch.ack_to(to or "")
+                actions.append(new_send_request(txn.ack, txn.dest))
+            if txn.method != "CANCEL":
+                actions.extend(context.on_unrelayed(branch, status, now))
+            return actions
+        self.ctx.stats.retransmissions_absorbed += 1  # a stray or repeated response
+        if effect is EFF_ACK and txn.ack is not None:  # a retransmitted final: our ACK again
+            return [new_send_request(txn.ack, txn.dest)]
+        return []
+
     def claim(self, resp: Response) -> ClientTransaction | None:
         """The client transaction of ours ``resp`` answers when its top Via is, character for
         character, the Via we sent (the usual case); None otherwise. No Via parse: the value is

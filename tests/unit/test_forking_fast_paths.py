@@ -95,3 +95,25 @@ def test_relayed_responses_keep_every_byte_but_our_via() -> None:
     assert b"\r\nVia: " + ours + b"\r\n" in ringing  # our Via is a line of its own here
     assert out == ringing.replace(b"Via: " + ours + b"\r\n", b"", 1)
     settle(h)
+
+
+def test_late_finals_are_acked_with_their_own_to_whichever_path_takes_them() -> None:
+    # after the 200 went upstream, the other branch's 487 goes nowhere: Proxy.absorb ACKs it
+    # from its To line; a folded To makes it take the general path, with the same ACK
+    h = aor_harness(3)
+    b1, b2, b3 = branches(call(h))
+    for b in (b2, b3):
+        h.respond(b, 180, tag=f"t{b.dest.port}")
+    answered = h.respond(b1, 200, tag="a")
+    for cancel in sent(answered, "CANCEL"):
+        assert statuses(h.respond(cancel, 200)) == []
+    plain = h.respond(b2, 487, tag="t5202")
+    folded = answer(b3.data, 487, tag="t5201").replace(b"\r\nTo: ", b"\r\nTo:\r\n  ", 1)
+    folded_acks = sent(h.send(folded, b3.dest), "ACK")
+    (ack2,) = sent(plain, "ACK")
+    (ack3,) = folded_acks
+    assert b"\r\nTo: <sip:bob@example.test>;tag=t5202\r\n" in ack2.data
+    assert b"\r\nTo: <sip:bob@example.test>;tag=t5201\r\n" in ack3.data
+    # a retransmitted 487 is ACKed again, byte for byte
+    assert [a.data for a in sent(h.respond(b2, 487, tag="t5202"), "ACK")] == [ack2.data]
+    settle(h)
