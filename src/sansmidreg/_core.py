@@ -22,6 +22,7 @@ from ._context import Context, response_dest
 from ._errors import UsageError
 from ._fastpath import absorb_fast
 from ._forking import Proxy
+from ._invite import ClientTransaction
 from ._ids import IdSource
 from ._registrar import Registrar
 from ._stats import Stats
@@ -92,6 +93,8 @@ class MidRegistrar:
             try:
                 if type(key) is Contact:
                     actions.extend(self._registrar.contact_timer(key, now))
+                elif type(key) is ClientTransaction:  # a branch or CANCEL toward a device
+                    actions.extend(self._proxy.client_timer(key, now))
                 elif isinstance(key, ClientTxn):
                     actions.extend(ctx.txns.client_timer(key, now))
                 elif isinstance(key, ServerTxn):

@@ -48,7 +48,7 @@ from ._invite import (
 from ._lookup import Target
 from ._route import record_route_values
 from ._transactions import ServerTxn, TxnState
-from .sip import Request, Response, make_response
+from .sip import Request, Response, make_response, response_bytes
 
 __all__ = ["ForkBranch", "ProxyTables", "ResponseContext", "start_fork"]
 
@@ -382,8 +382,8 @@ def start_fork(tables: ProxyTables, request: Request, source: Endpoint, dest: En
                               t1=cfg.t1, t2=cfg.t2, t4=cfg.t4)
         context.server = server
         tables.servers[key] = server
-        trying = make_response(request, 100, "Trying")  # §16.2: 100 at once for INVITE
-        actions.extend(context.send_upstream(100, trying.serialize(), now))
+        trying = response_bytes(request, 100, "Trying")  # §16.2: 100 at once for INVITE
+        actions.extend(context.send_upstream(100, trying, now))
     else:
         context.server = ctx.txns.start_server(key, source, 64 * cfg.t1)
     # every branch is the same bytes after the start line: our Record-Route, Route and Via go

@@ -286,12 +286,13 @@ class Proxy:
     def on_timer(self, key: object, now: float) -> list[Action]:
         """A deadline of ours fired (the core passes every key it does not own)."""
         if isinstance(key, ClientTransaction):
-            return self._client_timer(key, now)
+            return self.client_timer(key, now)
         if isinstance(key, InviteServer):
             return self._server_timer(key, now)
         return []
 
-    def _client_timer(self, txn: ClientTransaction, now: float) -> list[Action]:
+    def client_timer(self, txn: ClientTransaction, now: float) -> list[Action]:
+        """A deadline of one of our client transactions (or its branch's Timer C) passed."""
         actions: list[Action] = []
         branch = txn.owner
         if txn.invite and branch.c_at <= now and txn.state in _PENDING:

@@ -390,3 +390,13 @@ def test_make_request_and_reasons() -> None:
     assert r.cseq.seq == 5 and r.max_forwards == 70
     assert reason_phrase(423) == "Interval Too Brief" and reason_phrase(499) == "Bad Request"
     assert reason_phrase(299) == "OK" and reason_phrase(999) == "Unknown"
+
+
+def test_response_bytes_are_make_response_serialized() -> None:
+    from sansmidreg.sip import make_response, response_bytes
+    req = parse_message(b"INVITE sip:bob@example.test SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1"
+                        b"\r\nv: SIP/2.0/TCP b;branch=z9hG4bK2\r\nMax-Forwards: 70\r\n"
+                        b"f: <sip:a@example.test>;tag=1\r\nTo: <sip:bob@example.test>\r\n"
+                        b"Call-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n")
+    assert isinstance(req, Request)
+    assert response_bytes(req, 100, "Trying") == make_response(req, 100, "Trying").serialize()

@@ -2,7 +2,7 @@
 # Parse a datagram into Request | Response, read typed values lazily, edit, serialize; frame a
 # TCP stream. Lossless: what we do not interpret is re-emitted byte for byte. The only exception
 # raised on bad input is SipParseError (a ValueError) with the status a server should answer.
-from ._build import make_request, make_response
+from ._build import make_request, make_response, response_bytes
 from ._checks import DEFECTS, RFC2543_DEFECTS
 from ._errors import SipParseError
 from ._framing import KEEPALIVE_PING, StreamFramer
@@ -44,6 +44,7 @@ __all__ = [
     "is_token",
     "make_request",
     "make_response",
+    "response_bytes",
     "parse_host_port",
     "parse_message",
     "parse_params",

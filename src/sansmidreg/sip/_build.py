@@ -10,7 +10,7 @@ from ._errors import SipParseError
 from ._grammar import canonical_name
 from ._message import Header, Request, Response, _label, reason_phrase
 
-__all__ = ["make_request", "make_response"]
+__all__ = ["make_request", "make_response", "response_bytes"]
 
 _COPIED = frozenset(("via", "from", "to", "call-id", "cseq"))
 
@@ -66,6 +66,16 @@ def make_response(request: Request, status: int, reason: str | None = None, *,
     response._raw = "\r\n".join([start, *[h[2] for h in out], "", ""]).encode(
         "utf-8", "surrogateescape") + body
     return response
+
+
+def response_bytes(request: Request, status: int, reason: str) -> bytes:
+    """``make_response(request, status, reason).serialize()`` without building the message, for
+    a response that adds nothing to what it copies (a 100 Trying, §8.2.6.1)."""
+    if "\r" in reason or "\n" in reason:
+        raise ValueError(f"reason phrase contains a line break: {reason[:40]!r}")
+    lines = [h[2] for h in request.headers if h[0] in _COPIED]
+    return "\r\n".join([f"SIP/2.0 {status} {reason}", *lines, "Content-Length: 0", "", ""]
+                         ).encode("utf-8", "surrogateescape")
 
 
 def make_request(method: str, uri: str, headers: Iterable[tuple[str, str]],
