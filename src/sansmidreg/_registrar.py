@@ -462,6 +462,7 @@ class Registrar:
                     # (it is sent again if this REGISTER binds nothing: PendingRegister._resume)
                     interrupted = stale.user
                     ctx.txns.abandon(stale)
+                    ctx.stats.deregisters_superseded += 1
                 live_after = {id(c) for c in aor.live(now)}
                 for entry in entries:
                     found = self._match(aor, entry)

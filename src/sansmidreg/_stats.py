@@ -23,7 +23,14 @@ class Stats:
     """Relayed REGISTERs the main registrar refused, or that timed out."""
     relayed_timeouts: int
     deregisters_sent: int
+    """Our own de-REGISTERs (e.g. of a device gone silent or evicted, or of an AOR's aggregate
+    binding when its last device went); each one is answered 2xx, fails or is superseded."""
     deregisters_failed: int
+    """Our de-REGISTERs the main registrar refused, or that timed out."""
+    deregisters_superseded: int
+    """Our de-REGISTERs of an AOR's aggregate binding given up (no more retransmissions, a late
+    answer ignored) because a REGISTER for that AOR was relayed meanwhile and renews the binding
+    instead; if that REGISTER fails, a new de-REGISTER is sent (and counted as sent)."""
     retransmissions_sent: int
     retransmissions_absorbed: int
     requests_forked: int
@@ -40,9 +47,9 @@ class Counters:
 
     __slots__ = ("registers_received", "registers_absorbed", "registers_relayed",
                  "rejected", "queries_answered", "relayed_failed", "relayed_timeouts",
-                 "deregisters_sent", "deregisters_failed", "retransmissions_sent",
-                 "retransmissions_absorbed", "requests_forked", "branches_created", "drops",
-                 "internal_errors")
+                 "deregisters_sent", "deregisters_failed", "deregisters_superseded",
+                 "retransmissions_sent", "retransmissions_absorbed", "requests_forked",
+                 "branches_created", "drops", "internal_errors")
 
     def __init__(self) -> None:
         self.registers_received = 0
@@ -54,6 +61,7 @@ class Counters:
         self.relayed_timeouts = 0
         self.deregisters_sent = 0
         self.deregisters_failed = 0
+        self.deregisters_superseded = 0
         self.retransmissions_sent = 0
         self.retransmissions_absorbed = 0
         self.requests_forked = 0
@@ -73,6 +81,7 @@ class Counters:
             relayed_timeouts=self.relayed_timeouts,
             deregisters_sent=self.deregisters_sent,
             deregisters_failed=self.deregisters_failed,
+            deregisters_superseded=self.deregisters_superseded,
             retransmissions_sent=self.retransmissions_sent,
             retransmissions_absorbed=self.retransmissions_absorbed,
             requests_forked=self.requests_forked,

@@ -425,3 +425,34 @@ def test_aor_throttling_failed_register_while_our_deregister_is_pending_finishes
     assert b.last_answer.response.status == 401
     assert len(net.registrar.deregisters) == 2  # sent again once the REGISTER bound nothing
     assert net.registrar.live(net.now) == [] and net.core.stats().contacts == 0
+
+
+def test_aor_throttling_superseded_deregister_is_counted() -> None:
+    # our de-REGISTER given up for a relayed REGISTER ends neither answered nor failed: it is
+    # counted as superseded (sent = answered + failed + superseded)
+    net = make()
+    a = net.ua("alice", 5201)
+    register(net, a, 60)
+    net.registrar.expect_deregister(Behaviour.DROP_FIRST)
+    net.advance(60.05)
+    b = net.ua("alice", 5202)
+    net.send(b, b.register(60))
+    net.advance(70.0)
+    stats = net.core.stats()
+    assert (stats.deregisters_sent, stats.deregisters_superseded, stats.deregisters_failed) == (
+        1, 1, 0)
+
+
+def test_aor_throttling_superseded_deregister_sent_again_is_counted_once_more() -> None:
+    net = make()
+    a = net.ua("alice", 5201)
+    register(net, a, 60)
+    net.registrar.expect_deregister(Behaviour.DROP_FIRST)
+    net.advance(60.05)
+    b = net.ua("alice", 5202, auto_auth=False)
+    net.registrar.expect(Behaviour.CHALLENGE)
+    net.send(b, b.register(60))
+    net.advance(70.0)
+    stats = net.core.stats()
+    assert (stats.deregisters_sent, stats.deregisters_superseded, stats.deregisters_failed) == (
+        2, 1, 0)
