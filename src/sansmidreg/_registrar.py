@@ -10,7 +10,10 @@
 #
 # Invariant kept here: a local contact never outlives its upstream binding. Absorbing is allowed
 # only while `now + e_in < upstream.expires_at` (contact mode per contact; AOR mode for every
-# contact of the request when conservative_aor_window, OpenSIPS's max-diff rule otherwise).
+# contact of the request when conservative_aor_window, OpenSIPS's max-diff rule otherwise). In
+# mirror mode, where both sides expire alone, the lifetimes relayed upstream are clamped like the
+# local ones so that no upstream binding outlives its local contact (compat=opensips relays the
+# UA's raw lifetimes, as OpenSIPS does: OPENSIPS-BEHAVIOUR.md §1.1 a).
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -428,6 +431,7 @@ class Registrar:
         aor = ctx.table.get_or_create(aor_key)
         mode = cfg.mode
         out = cfg.outgoing_expires
+        raw_mirror = cfg.compat == "opensips"  # OpenSIPS relays the UA's unclamped lifetimes
         up_dest = cfg.upstream
         tparam = ctx.transport_param(up_dest)
         upstream_contacts: list[str] = []
@@ -447,7 +451,9 @@ class Registrar:
             ctids.append(ctid)
             if mode is Mode.AOR_THROTTLING:
                 continue
-            expires = entry.e_raw if mode is Mode.MIRROR else (out if entry.e_in > 0 else 0)
+            # mirror: the local binding's lifetime, so that the upstream one does not outlive it
+            expires = (entry.e_raw if raw_mirror else entry.e_in) if mode is Mode.MIRROR else (
+                out if entry.e_in > 0 else 0)
             upstream_contacts.append(f"<{our_contact_uri(ctx, entry.user, ctid)}>;expires={expires}")
         contact_value: str | None = None
         expires_value: str | None = None
@@ -478,6 +484,10 @@ class Registrar:
                 contact_value = ", ".join(upstream_contacts)
                 if mode is Mode.CONTACT_THROTTLING and has_expires:
                     expires_value = str(out if any(e.e_in for e in entries) else 0)
+                elif has_expires and not raw_mirror and cfg.max_expires:
+                    header_expires = req.expires
+                    if header_expires is not None and header_expires > cfg.max_expires:
+                        expires_value = str(cfg.max_expires)  # mirror, as the ;expires above
         branch, via = ctx.our_via(up_dest)
         data = _relayed_bytes(req, via_line, via, contact_value, expires_value, str(
             70 if max_forwards is None else max_forwards - 1), cfg.upstream_uri)

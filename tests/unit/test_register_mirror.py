@@ -1,7 +1,8 @@
 # Mirror mode (OPENSIPS-BEHAVIOUR.md §1.1, mode 0), event by event, on the wire: every REGISTER
 # with contacts is relayed; each contact is rewritten to `<sip:user@us;ctid=N>` with the lifetime
-# the UA asked; the 2xx gives the UA its own contacts and lifetimes; nothing is absorbed and we
-# never send a de-REGISTER of our own (both sides expire alone).
+# the UA asked, clamped to [min_expires, max_expires] as the local binding's (raw with
+# compat=opensips); the 2xx gives the UA its own contacts and lifetimes; nothing is absorbed and
+# we never send a de-REGISTER of our own (both sides expire alone).
 from __future__ import annotations
 
 import dataclasses
@@ -82,13 +83,39 @@ def test_mirror_two_contacts_in_one_register_get_two_contact_ids() -> None:
                                               ("sip:alice@127.0.0.1:5209", "30")])
 
 
-def test_mirror_raw_lifetime_goes_upstream_while_the_local_one_is_clamped() -> None:
-    # §3.7: mode 0 relays e_raw; locally e_in = clamp(e_raw) = max_expires
+def test_mirror_relayed_lifetime_is_clamped_to_max_expires_like_the_local_one() -> None:
+    # the upstream binding must not outlive the local one: e_in = clamp(e_raw) both ways, in
+    # the ;expires param and in the Expires header
     net = make(max_expires=300)
     ua = net.ua("alice", 5201)
-    reply = register(net, ua, 900).response
-    (_, upstream), = contacts(net.registrar.relayed[0].request)
-    assert upstream == "900"
+    reply = register(net, ua, 900, style="both").response
+    req = net.registrar.relayed[0].request
+    (_, upstream), = contacts(req)
+    assert upstream == "300" and req.get("expires") == "300"
+    assert contacts(reply) == [(ua.contact_uri, "300")]
+    net.advance(300.2)  # both sides end together: nothing is left upstream
+    assert net.registrar.live(net.now) == [] and net.core.stats().contacts == 0
+
+
+def test_mirror_lifetimes_within_max_expires_are_relayed_unchanged() -> None:
+    net = make(max_expires=300)
+    ua = net.ua("alice", 5201)
+    register(net, ua, 200, style="both")
+    req = net.registrar.relayed[0].request
+    assert contacts(req)[0][1] == "200" and req.get("expires") == "200"
+    register(net, ua, 900, contacts=[f"<{ua.contact_uri}>;expires=100"])  # header over, param in
+    req = net.registrar.relayed[1].request
+    assert contacts(req)[0][1] == "100" and req.get("expires") == "300"
+
+
+def test_mirror_compat_opensips_relays_the_raw_lifetime() -> None:
+    # §3.7: OpenSIPS's mode 0 relays e_raw (and the Expires header as it came); locally e_in
+    net = make(max_expires=300, compat="opensips")
+    ua = net.ua("alice", 5201)
+    reply = register(net, ua, 900, style="both").response
+    req = net.registrar.relayed[0].request
+    (_, upstream), = contacts(req)
+    assert upstream == "900" and req.get("expires") == "900"
     assert contacts(reply) == [(ua.contact_uri, "300")]
 
 
