@@ -253,6 +253,7 @@ class PendingRegister:
                 if ident and ident.isdigit() and ident.isascii():
                     by_id[int(ident)] = item
 
+        bound: list[Contact] = []
         for entry, ctid in zip(self.entries, self.ctids):
             found = registrar._match(aor, entry)
             if found is not None and found.ctid != ctid and not aggregate:
@@ -274,6 +275,7 @@ class PendingRegister:
                 found = registrar.insert(aor, entry, self.source, ctid, now)
             found.source = self.source
             registrar.refresh(found, entry, e_local, call_id, seq, now, self.path)
+            bound.append(found)
             if rc is not None:
                 con = str(rc.uri)
                 found.upstream = Upstream(
@@ -296,7 +298,7 @@ class PendingRegister:
                     if contact.expires_at > end:
                         contact.expires_at = end
                         registrar.schedule_expiry(contact)
-        actions.extend(registrar.enforce_max_contacts(aor, now))
+        actions.extend(registrar.enforce_max_contacts(aor, now, bound))
         return actions
 
     def _drop(self, contact: Contact) -> None:

@@ -16,6 +16,7 @@
 # UA's raw lifetimes, as OpenSIPS does: OPENSIPS-BEHAVIOUR.md §1.1 a).
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from ._actions import Action, Endpoint, Reply
@@ -300,10 +301,12 @@ class Registrar:
         cfg = ctx.cfg
         actions: list[Action] = []
         up = aor.upstream
+        bound: list[Contact] = []
         for contact, entry in plan.updates:
             e = entry.e_in if up is None or cfg.conservative_aor_window else min(
                 entry.e_in, up.granted)
             self.refresh(contact, entry, e, call_id, seq, now, path)
+            bound.append(contact)
             if contact.upstream is not None and contact.upstream.call_id == call_id:
                 contact.upstream.cseq = max(contact.upstream.cseq, seq)
         for contact in plan.removals:
@@ -312,9 +315,10 @@ class Registrar:
             assert up is not None
             contact = self.insert(aor, entry, source, ctx.ids.contact_id(), now)
             self.refresh(contact, entry, min(entry.e_in, up.granted), call_id, seq, now, path)
+            bound.append(contact)
         if up is not None and up.call_id == call_id:
             up.cseq = max(up.cseq, seq)
-        actions.extend(self.enforce_max_contacts(aor, now))
+        actions.extend(self.enforce_max_contacts(aor, now, bound))
         ctx.stats.registers_absorbed += 1
         actions.append(self._ok(req, source, aor, now))
         return actions
@@ -370,8 +374,12 @@ class Registrar:
         contact.timer = self.ctx.heap.schedule_self(
             contact.expires_at, ctid if ctid < SELF_TIE_LIMIT else ctid % SELF_TIE_LIMIT, contact)
 
-    def enforce_max_contacts(self, aor: Aor, now: float) -> list[Action]:
-        """force_registration: drop the oldest contacts beyond max_contacts (§4.5)."""
+    def enforce_max_contacts(self, aor: Aor, now: float,
+                             bound: Collection[Contact] = ()) -> list[Action]:
+        """force_registration: drop the contacts beyond max_contacts (§4.5), the least
+        preferred first -- lowest q (none: 1.0), then the oldest registration -- and the ones
+        the REGISTER being answered just ``bound`` only if the others do not make room.
+        (OpenSIPS deletes from the head of its q-sorted list, the highest q first.)"""
         cfg = self.ctx.cfg
         if not cfg.max_contacts:
             return []
@@ -380,7 +388,7 @@ class Registrar:
         excess = len(live) - cfg.max_contacts
         if excess <= 0:
             return []
-        for contact in sorted(live, key=lambda c: c.registered_at)[:excess]:
+        for contact in sorted(live, key=lambda c: (c in bound, _q(c), c.registered_at))[:excess]:
             actions.extend(self.expire(contact, now, evicted=True))
         return actions
 
@@ -508,6 +516,15 @@ class Registrar:
     def deregister(self, up: Upstream, now: float) -> Action:
         """Our own de-REGISTER of an AOR's aggregate binding (§1.3 e)."""
         return build_deregister(self.ctx, up, now)
+
+
+def _q(contact: Contact) -> float:
+    """A contact's q as a number; without one (or unreadable) 1.0, as the lookup orders it."""
+    q = contact.q
+    try:
+        return 1.0 if q is None else float(q)
+    except ValueError:
+        return 1.0
 
 
 def _relayed_bytes(req: Request, via_line: str | None, via: str, contact: str | None,

@@ -2,7 +2,8 @@
 # §16, §17): validation errors with the right status, binding queries, `Contact: *` rules, 423,
 # 483, 420, 416, CSeq ordering, retransmissions absorbed by the server transaction and the last
 # response resent, timer F -> 408, stray responses, Path stored and stripped upstream,
-# max_contacts with and without force-registration, and the statistics snapshot.
+# max_contacts with and without force-registration (lowest q, then oldest, evicted first), and
+# the statistics snapshot.
 from __future__ import annotations
 
 import dataclasses
@@ -403,6 +404,50 @@ def test_common_max_contacts_with_force_evicts_the_oldest_and_deregisters_it() -
     assert dereg.request.call_id == a.call_id  # mode 1: the evicted contact goes upstream too
     (binding,) = net.registrar.live(net.now)
     assert binding.uri.startswith("sip:alice@127.0.0.1:5060") and binding.call_id == b.call_id
+
+
+@pytest.mark.parametrize("mode", [Mode.MIRROR, Mode.CONTACT_THROTTLING])
+def test_common_max_contacts_with_force_evicts_the_lowest_q_first(mode: Mode) -> None:
+    net = make(mode=mode, max_contacts=2, force_registration=True)
+    a = net.ua("alice", 5201)
+    b = net.ua("alice", 5202)
+    c = net.ua("alice", 5203)
+    register(net, a, 60, q="0.9")  # the oldest, but preferred
+    net.advance(5.0)
+    register(net, b, 60, q="0.2")
+    net.advance(10.0)
+    reply = register(net, c, 60, q="0.5").response
+    assert sorted(u for u, _ in contacts(reply)) == sorted([a.contact_uri, c.contact_uri])
+    if mode is Mode.CONTACT_THROTTLING:
+        (dereg,) = net.registrar.deregisters
+        assert dereg.request.call_id == b.call_id
+
+
+def test_common_max_contacts_with_force_equal_q_evicts_the_oldest() -> None:
+    net = make(mode=Mode.AOR_THROTTLING, max_contacts=2, force_registration=True)
+    a = net.ua("alice", 5201)
+    b = net.ua("alice", 5202)
+    c = net.ua("alice", 5203)
+    register(net, a, 60, q="0.5")
+    net.advance(5.0)
+    register(net, b, 60)  # no q: as 1.0
+    net.advance(10.0)
+    register(net, c, 60, q="0.5")
+    reply = register(net, net.ua("alice", 5299), None, query=True).response
+    assert sorted(u for u, _ in contacts(reply)) == sorted([b.contact_uri, c.contact_uri])
+
+
+def test_common_max_contacts_with_force_keeps_the_device_that_registers() -> None:
+    # the new device has the lowest q, but force_registration makes room for it: the least
+    # preferred of the others goes
+    net = make(mode=Mode.MIRROR, max_contacts=2, force_registration=True)
+    a = net.ua("alice", 5201)
+    b = net.ua("alice", 5202)
+    c = net.ua("alice", 5203)
+    register(net, a, 60, q="1.0")
+    register(net, b, 60, q="0.5")
+    reply = register(net, c, 60, q="0.1").response
+    assert sorted(u for u, _ in contacts(reply)) == sorted([a.contact_uri, c.contact_uri])
 
 
 def test_common_max_contacts_with_force_in_aor_mode_keeps_the_aggregate() -> None:
