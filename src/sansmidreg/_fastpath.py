@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Final
 
 from ._actions import Action, Endpoint, Reply
 from ._config import Mode
-from ._register_reply import contact_list_value
+from ._register_reply import contact_list_value, reply_tag
 from .sip import Request
 
 if TYPE_CHECKING:
@@ -152,7 +152,7 @@ def absorb_fast(reg: Registrar, req: Request, source: Endpoint, now: float) -> l
         top = f"{top}={source.port}"
     else:
         top = None
-    token = ctx.ids.token()
+    token = reply_tag(via.group(6), call_id, get("cseq") or "")  # as request_tag
     lines = ["SIP/2.0 200 OK"]
     for key, value, line in headers:
         if key in _COPIED:

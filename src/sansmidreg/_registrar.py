@@ -14,9 +14,13 @@
 # mirror mode, where both sides expire alone, the lifetimes relayed upstream are clamped like the
 # local ones so that no upstream binding outlives its local contact (compat=opensips relays the
 # UA's raw lifetimes, as OpenSIPS does: OPENSIPS-BEHAVIOUR.md §1.1 a).
+#
+# What we answer ourselves carries a To tag derived from the request (reply_tag), so that a
+# retransmission of an absorbed, refused or query REGISTER -- which leaves no transaction --
+# gets the same response again (RFC 3261 §17.2.2) without per-request state.
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from ._actions import Action, Endpoint, Reply
@@ -31,10 +35,11 @@ from ._register_reply import (
     build_deregister,
     contact_list_value,
     our_contact_uri,
+    request_tag,
 )
 from ._timers import SELF_TIE_LIMIT
 from ._transactions import ClientTxn
-from .sip import Header, NameAddr, Request, SipParseError, Uri, unescape
+from .sip import Header, NameAddr, Request, SipParseError, Uri, make_response, unescape
 
 __all__ = ["Registrar"]
 
@@ -88,7 +93,7 @@ class Registrar:
             return self._process(req, source, now, key)
         except Reject as rej:
             ctx.stats.rejected[rej.status] += 1
-            return [ctx.reply(req, source, rej.status, rej.reason, rej.headers)]
+            return [_reply(req, source, rej.status, rej.reason, rej.headers)]
 
     def _process(self, req: Request, source: Endpoint, now: float,
                  key: tuple[str, ...]) -> list[Action]:
@@ -332,7 +337,7 @@ class Registrar:
             headers.append(("Contact", listing))
         if "path" in req.option_tags("supported"):
             headers.extend(("Path", p) for p in self._stored_path(aor, now))
-        return self.ctx.reply(req, source, 200, "OK", headers, stamped=True)
+        return _reply(req, source, 200, "OK", headers, stamped=True)
 
     @staticmethod
     def _stored_path(aor: Aor | None, now: float) -> list[str]:
@@ -516,6 +521,14 @@ class Registrar:
     def deregister(self, up: Upstream, now: float) -> Action:
         """Our own de-REGISTER of an AOR's aggregate binding (§1.3 e)."""
         return build_deregister(self.ctx, up, now)
+
+
+def _reply(req: Request, source: Endpoint, status: int, reason: str,
+           headers: Iterable[tuple[str, str]] = (), *, stamped: bool = False) -> Reply:
+    """A response of ours to ``req`` (Context.reply, with the To tag of request_tag)."""
+    req = req if stamped else stamp_via(req, source)
+    response = make_response(req, status, reason, to_tag=request_tag(req), headers=headers)
+    return Reply(data=response.serialize(), dest=response_dest(req.top_via, source))
 
 
 def _q(contact: Contact) -> float:

@@ -1,7 +1,8 @@
 # What every mode shares (OPENSIPS-BEHAVIOUR.md §1 "common", §3.5, §3.6, §4; RFC 3261 §10.3,
 # §16, §17): validation errors with the right status, binding queries, `Contact: *` rules, 423,
 # 483, 420, 416, CSeq ordering, retransmissions absorbed by the server transaction and the last
-# response resent, timer F -> 408, stray responses, Path stored and stripped upstream,
+# response resent, and a REGISTER we answered ourselves answered the same again (its To tag a
+# function of the request), timer F -> 408, stray responses, Path stored and stripped upstream,
 # max_contacts with and without force-registration (lowest q, then oldest, evicted first), and
 # the statistics snapshot.
 from __future__ import annotations
@@ -72,8 +73,10 @@ def raw(uri: str = "sip:example.test", method: str = "REGISTER",
     return ("\r\n".join(lines + ["Content-Length: 0", "", ""])).encode()
 
 
-def answer(data: bytes, mode: Mode = Mode.CONTACT_THROTTLING, **overrides: Any) -> Reply:
-    core = MidRegistrar(dataclasses.replace(BASE, mode=mode, **overrides), ids=SeededIds(1))
+def answer(data: bytes, mode: Mode = Mode.CONTACT_THROTTLING, ids_seed: int = 1,
+           **overrides: Any) -> Reply:
+    core = MidRegistrar(dataclasses.replace(BASE, mode=mode, **overrides),
+                        ids=SeededIds(ids_seed))
     actions = core.receive(data, UA, 0.0)
     replies = [a for a in actions if isinstance(a, Reply)]
     assert len(replies) == 1 and not any(isinstance(a, SendUpstream) for a in actions), actions
@@ -257,6 +260,47 @@ def test_common_retransmission_of_an_absorbed_register_is_answered_again() -> No
     again = [a for a in net.inject(ua.retransmit(), ua.endpoint) if isinstance(a, Reply)]
     assert len(again) == 1 and response(again[0].data).status == 200
     assert len(net.registrar.seen) == 1
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "general-path"])
+@pytest.mark.parametrize("mode", [Mode.CONTACT_THROTTLING, Mode.AOR_THROTTLING])
+def test_common_retransmitted_absorbed_register_gets_a_byte_identical_answer(
+        mode: Mode, fast: bool) -> None:
+    # our 200 to an absorbed refresh was lost and the UA sends the REGISTER again: no
+    # transaction absorbs it, it is processed again, and its answer must be the same response
+    # (RFC 3261 §17.2.2) -- the same To tag, not a new one
+    net = make(mode=mode)
+    net.core._fast = fast
+    ua = net.ua("alice", 5201)
+    register(net, ua, 60)
+    net.advance(10.0)
+    register(net, ua, 60)
+    assert net.core.stats().registers_absorbed == 1
+    first = net.sent_to(ua)[-1]
+    net.advance(10.5)
+    again = [a.data for a in net.inject(ua.retransmit(), ua.endpoint) if isinstance(a, Reply)]
+    assert again == [first] and len(net.registrar.seen) == 1
+
+
+def test_common_retransmitted_refused_register_or_query_gets_the_same_answer() -> None:
+    core = MidRegistrar(BASE, ids=SeededIds(1))
+    for i, data in enumerate((raw(expires="3"), raw(max_forwards="0"), raw(contact=None))):
+        first = [a.data for a in core.receive(data, UA, i + 1.0) if isinstance(a, Reply)]
+        again = [a.data for a in core.receive(data, UA, i + 1.5) if isinstance(a, Reply)]
+        assert len(first) == 1 and again == first
+
+
+def test_common_local_to_tag_is_a_function_of_the_request_not_of_the_id_source() -> None:
+    # no id is drawn for it (DESIGN.md §2.5), and no per-process salt enters it (builtin hash()
+    # of a str would differ from run to run): the tag of this request is fixed
+    tags = {response(answer(raw(expires="3"), ids_seed=seed).data).to.tag for seed in (1, 2)}
+    assert tags == {"a52b9d16e9370b28"}  # blake2b of branch, Call-ID, CSeq
+    others = {
+        response(answer(raw(expires="3", **change)).data).to.tag for change in (
+            {"via": "SIP/2.0/UDP 127.0.0.1:5201;branch=z9hG4bKraw2"},
+            {"call_id": "raw-2@127.0.0.1"},
+            {"cseq": "2 REGISTER"})}
+    assert len(others) == 3 and not others & tags
 
 
 def test_common_upstream_retransmissions_follow_timer_e() -> None:
