@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Final
 
-from ._actions import Action, Endpoint, Reply
+from ._actions import Action, Endpoint, new_reply
 from ._config import Mode
 from ._register_reply import contact_list_value, reply_tag
 from .sip import Request
@@ -168,9 +168,9 @@ def absorb_fast(reg: Registrar, req: Request, source: Endpoint, now: float) -> l
     lines.append("Content-Length: 0\r\n\r\n")
     data = "\r\n".join(lines).encode("utf-8", "surrogateescape")
     if rport or source.is_reliable:  # RFC 3581 §4 / the same connection
-        return [Reply(data=data, dest=source)]
+        return [new_reply(data, source)]
     port = via.group(4)
     via_port = int(port) if port else (5061 if via.group(1) == "TLS" else 5060)
     dest = source if via_port == source.port else Endpoint(
         transport=source.transport, host=source.host, port=via_port)
-    return [Reply(data=data, dest=dest)]
+    return [new_reply(data, dest)]
