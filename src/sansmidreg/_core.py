@@ -136,15 +136,17 @@ class MidRegistrar:
         if data[:8] == b"SIP/2.0 " and self._absorb and len(data) <= cfg.max_message_size and (
                 self._proxy.tables.clients):  # a device's answer that goes nowhere: no parse
             absorbed = self._proxy.absorb(data, now)
-            if absorbed is not None:
+            if type(absorbed) is list:
                 return absorbed
+        else:
+            absorbed = None
         try:
             msg = parse_message(data, max_size=cfg.max_message_size, max_headers=cfg.max_headers,
                                 stream=source.transport != "udp")
         except SipParseError as exc:
             return self._unparseable(data, source, exc)
         if isinstance(msg, Response):
-            return self._response(msg, source, now)
+            return self._response(msg, source, now, absorbed)
         if self._fast and msg.method == "REGISTER":  # the common absorbed refresh (_fastpath.py)
             absorbed = absorb_fast(self._registrar, msg, source, now)
             if absorbed is not None:
@@ -165,9 +167,12 @@ class MidRegistrar:
             ctx.stats.rejected[exc.status] += 1
             return [self._error_reply(msg, source, exc.status, exc.reason)]
 
-    def _response(self, resp: Response, source: Endpoint, now: float) -> list[Action]:
+    def _response(self, resp: Response, source: Endpoint, now: float,
+                  mine: object = None) -> list[Action]:
+        """``mine``: the proxy transaction Proxy.absorb found for it (it claims the same)."""
         ctx = self._ctx
-        mine = self._proxy.claim(resp)  # the usual case: our own Via on top, no Via parse
+        if type(mine) is not ClientTransaction:
+            mine = self._proxy.claim(resp)  # the usual case: our own Via on top, no Via parse
         if mine is not None and mine.branch not in ctx.txns.clients:
             return self._proxy.client_response(mine, resp, source, now)
         try:

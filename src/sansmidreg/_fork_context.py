@@ -278,8 +278,7 @@ class ResponseContext:
         did not copy the request's Vias leaves none once ours is gone; such a response would be
         meant for us and cannot reach the main registrar, so it goes up with the Via lines of
         the request we forwarded (what the device should have echoed, §8.2.6.2)."""
-        vias = response.lines("via")
-        if len(vias) == 1 and "," not in vias[0]:
+        if "," not in (response.first("via") or "") and len(response.lines("via")) == 1:
             repaired = response.pop_via()
             for value in reversed(self.request.lines("via")):
                 repaired = repaired.push_via(value)

@@ -133,7 +133,10 @@ class Proxy:
     def _is_loop(self, req: Request) -> bool:
         """§16.3 step 4: a Via of ours carrying a branch we sent for this same Request-URI."""
         marker = self.ctx.adv_host_port
-        if not any(marker in value for value in req.lines("via")):
+        for value in req.lines("via"):
+            if marker in value:
+                break
+        else:
             return False
         clients = self.tables.clients
         for via in req.vias:
@@ -177,28 +180,35 @@ class Proxy:
         return [reply, *context.upstream_cancel(now)]
 
     # -- responses -------------------------------------------------------------------------------
-    def absorb(self, data: bytes, now: float) -> list[Action] | None:
+    def absorb(self, data: bytes, now: float) -> list[Action] | ClientTransaction | None:
         """A response of a device that goes nowhere (a 100, an answer to our CANCEL, a final
         after ours went upstream, a retransmission), handled from its start line, top Via, CSeq
         (and To, for the ACK of a final) without a full parse, as proxies parse lazily; None when
-        it must be relayed or kept, or does not look like ours: the general path then parses it."""
-        if data[11:12] != b" " or not data[8:11].isdigit():
+        it must be relayed or kept, or does not look like ours: the general path then parses it
+        (and is given the transaction when one was found)."""
+        code = data[8:11]
+        if data[11:12] != b" " or not code.isdigit():
             return None
         end = data.find(b"\r\n\r\n") + 2
-        via = _TOP_VIA.search(data, 0, end)
         cseq = _CSEQ_METHOD.search(data, 0, end)
-        if via is None or cseq is None:
+        if cseq is None:
+            return None
+        method = cseq.group(1)
+        if code[0] == 50 and method != b"CANCEL":  # a 2xx to a branch always goes up
+            return None
+        via = _TOP_VIA.search(data, 0, end)
+        if via is None:
             return None
         top = via.group(1).decode("latin-1")
         at = top.rfind(";branch=")
-        txn = self.tables.clients.get((top[at + 8:], cseq.group(1).decode("latin-1")))
+        txn = self.tables.clients.get((top[at + 8:], method.decode("latin-1")))
         if txn is None or at < 0 or txn.owner.via != top or txn.branch in self.ctx.txns.clients:
             return None
-        status = int(data[8:11])
+        status = int(code)
         branch = txn.owner
         context = branch.context
         if status >= 700 or (txn.method != "CANCEL" and not context.goes_nowhere(branch, status)):
-            return None
+            return txn
         to = None
         if txn.invite and status >= 300:  # its ACK copies the To
             found = _TO.search(data, 0, end)
