@@ -218,32 +218,38 @@ class ResponseContext:
             branch.final = status
         return []
 
-    def on_response(self, branch: ForkBranch, response: Response, now: float) -> list[Action]:
-        status = response.status
-        actions: list[Action] = []
+    def on_relayed(self, branch: ForkBranch, status: int, data: bytes,
+                   now: float) -> list[Action]:
+        """``on_response`` for a provisional or 2xx that goes upstream (``goes_nowhere`` is
+        False), given as the bytes to send (our Via removed)."""
         if status < 200:
             branch.provisional = True
-            if branch.cancel_pending and branch.cancel_txn is None:
-                return self._send_cancel(branch, now, None)  # §9.1: now it can be cancelled
-            if status > 100 and self.invite and not branch.cancel_pending:
+            if self.invite:
                 branch.c_at = now + self.tables.ctx.cfg.timer_c  # §16.7 step 2 (lazy re-arm)
-            if status > 100 and not self.final_sent and not branch.cancel_pending:
-                actions.extend(self.send_upstream(status, self._relayed(response), now))
-            return actions
-        counted = branch.final is not None
-        if not counted:
+            return self.send_upstream(status, data, now)
+        if branch.final is None:
             branch.final = status
+        actions = self.send_upstream(status, data, now)
+        if not self.final_sent:
+            self.final_sent = True
+            if self.invite:  # §16.7 step 10 / §16.10
+                actions.extend(self._cancel_pending(now, _COMPLETED_ELSEWHERE))
+        return actions
+
+    def on_response(self, branch: ForkBranch, response: Response, now: float) -> list[Action]:
+        """A branch's response (§16.7): relayed (provisional, 2xx), kept as a candidate
+        (other finals), or only counted (``goes_nowhere``)."""
+        status = response.status
+        if self.goes_nowhere(branch, status):
+            return self.on_unrelayed(branch, status, now)
         if status < 300:
-            actions.extend(self.send_upstream(status, self._relayed(response), now))
-            if not self.final_sent:
-                self.final_sent = True
-                if self.invite:  # §16.7 step 10 / §16.10
-                    actions.extend(self._cancel_pending(now, _COMPLETED_ELSEWHERE))
-            return actions
-        if not counted:
+            return self.on_relayed(branch, status, self._relayed(response), now)
+        actions: list[Action] = []
+        if branch.final is None:
+            branch.final = status
             self.candidates.append(Candidate(status=status, response=response,
                                              order=len(self.candidates)))
-        if status >= 600 and self.invite and not self.final_sent:
+        if status >= 600 and self.invite:
             actions.extend(self._cancel_pending(now, None))  # §16.7 step 5: 6xx stops the rest
         actions.extend(self._complete(now))
         return actions

@@ -53,6 +53,32 @@ _CSEQ_METHOD: Final = re.compile(
     rb"\r\n[Cc][Ss][Ee][Qq][ \t]*:[ \t]*[0-9]{1,10}[ \t]+([!-~]+)\r\n")
 _TO: Final = re.compile(
     rb"\r\n(?:[Tt][Oo]|[Tt])[ \t]*:[ \t]*([^\r\n]*[^\r\n \t])\r\n(?![ \t])")
+_ANY_VIA: Final = re.compile(rb"\r\n(?:[Vv][Ii][Aa]|[Vv])[ \t]*:")
+_CONTENT_LENGTH: Final = re.compile(
+    rb"\r\n(?:[Cc][Oo][Nn][Tt][Ee][Nn][Tt]-[Ll][Ee][Nn][Gg][Tt][Hh]|[Ll])[ \t]*:[ \t]*"
+    rb"([0-9]{1,9})[ \t]*\r\n")
+
+
+def _without_our_via(data: bytes, line: int, end: int) -> bytes | None:
+    """``data`` without the first value of the Via line starting at ``line``, when that line is
+    the first header, written ``Via: `` and not folded, another Via stays, and Content-Length
+    counts the body exactly (else None: the general path writes it)."""
+    if data.rfind(b"\r\n", 0, line - 2) >= 0 or not data.startswith(b"Via: ", line):
+        return None
+    stop = data.find(b"\r\n", line)
+    if data[stop + 2:stop + 3] in (b" ", b"\t"):
+        return None
+    length = _CONTENT_LENGTH.search(data, stop, end)
+    if length is None or int(length.group(1)) != len(data) - end - 2 or (
+            _CONTENT_LENGTH.search(data, length.end() - 2, end) is not None):
+        return None
+    comma = data.find(b",", line, stop)
+    if comma >= 0:
+        rest = data[comma + 1:stop].lstrip(b" \t")
+        return data[:line + 5] + rest + data[stop:] if rest else None
+    if _ANY_VIA.search(data, stop, end) is None:
+        return None  # ours was its only Via: the general path writes the request's (_relayed)
+    return data[:line] + data[stop + 2:]
 
 class Proxy:
     """The stateful forking proxy and stateless relay of one MidRegistrar."""
@@ -181,34 +207,43 @@ class Proxy:
 
     # -- responses -------------------------------------------------------------------------------
     def absorb(self, data: bytes, now: float) -> list[Action] | ClientTransaction | None:
-        """A response of a device that goes nowhere (a 100, an answer to our CANCEL, a final
-        after ours went upstream, a retransmission), handled from its start line, top Via, CSeq
-        (and To, for the ACK of a final) without a full parse, as proxies parse lazily; None when
-        it must be relayed or kept, or does not look like ours: the general path then parses it
-        (and is given the transaction when one was found)."""
+        """A device's response handled without a full parse, as proxies parse lazily:
+        - one that goes nowhere (a 100, an answer to our CANCEL, a final after ours went up, a
+          retransmission), from its start line, top Via, CSeq (and To, for the ACK of a final);
+        - a provisional or 2xx that goes upstream, when our Via is the first value of its first
+          header line and its Content-Length is right: relayed as the bytes that came, less
+          that value (what the general path sends too).
+        None, or the transaction found, when it is a final to keep or looks unusual: the general
+        path then parses it."""
         code = data[8:11]
         if data[11:12] != b" " or not code.isdigit():
             return None
         end = data.find(b"\r\n\r\n") + 2
         cseq = _CSEQ_METHOD.search(data, 0, end)
-        if cseq is None:
-            return None
-        method = cseq.group(1)
-        if code[0] == 50 and method != b"CANCEL":  # a 2xx to a branch always goes up
-            return None
         via = _TOP_VIA.search(data, 0, end)
-        if via is None:
+        if cseq is None or via is None:
             return None
         top = via.group(1).decode("latin-1")
         at = top.rfind(";branch=")
-        txn = self.tables.clients.get((top[at + 8:], method.decode("latin-1")))
+        txn = self.tables.clients.get((top[at + 8:], cseq.group(1).decode("latin-1")))
         if txn is None or at < 0 or txn.owner.via != top or txn.branch in self.ctx.txns.clients:
             return None
         status = int(code)
+        if status >= 700:
+            return txn
         branch = txn.owner
         context = branch.context
-        if status >= 700 or (txn.method != "CANCEL" and not context.goes_nowhere(branch, status)):
-            return txn
+        if txn.method != "CANCEL" and not context.goes_nowhere(branch, status):
+            if status >= 300:
+                return txn  # a final to keep as a candidate: parsed
+            relayed = _without_our_via(data, via.start() + 2, end)
+            if relayed is None:
+                return txn
+            if txn.respond(status, now) is not EFF_PASS:
+                self.ctx.stats.retransmissions_absorbed += 1
+                return []
+            self.tables.arm_client(txn)
+            return context.on_relayed(branch, status, relayed, now)
         to = None
         if txn.invite and status >= 300:  # its ACK copies the To
             found = _TO.search(data, 0, end)

@@ -117,3 +117,46 @@ def test_late_finals_are_acked_with_their_own_to_whichever_path_takes_them() -> 
     # a retransmitted 487 is ACKed again, byte for byte
     assert [a.data for a in sent(h.respond(b2, 487, tag="t5202"), "ACK")] == [ack2.data]
     settle(h)
+
+
+def _variants(response: bytes, ours: bytes) -> dict[str, bytes]:
+    """A device's 180/200 written in the ways the no-parse relay must either handle exactly as
+    the general path does, or leave to it."""
+    head, _, body = response.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    via_at = next(i for i, line in enumerate(lines) if line.startswith(b"Via: " + ours))
+    vias = lines[via_at][len(b"Via: "):].split(b", ")
+    split = lines[:via_at] + [b"Via: " + v for v in vias] + lines[via_at + 1:]
+    moved = [lines[0]] + [x for i, x in enumerate(lines[1:], 1) if i != via_at] + [lines[via_at]]
+    return {
+        "as sent": response,
+        "separate via lines": b"\r\n".join(split) + b"\r\n\r\n" + body,
+        "compact via": response.replace(b"\r\nVia: ", b"\r\nv: ", 1),
+        "space before the comma": response.replace(ours + b", ", ours + b" ,  ", 1),
+        "folded after the comma": response.replace(ours + b", ", ours + b",\r\n   ", 1),
+        "via not first": b"\r\n".join(moved) + b"\r\n\r\n" + body,
+        "body longer than content-length": response + b"trailing",
+        "two content-lengths": response.replace(b"\r\nContent-Length:", b"\r\nl: 0\r\nContent-Length:"),
+        "only our via": b"\r\n".join(lines[:via_at] + [b"Via: " + ours] + lines[via_at + 1:])
+        + b"\r\n\r\n" + body,
+    }
+
+
+def _relay_run(variant: str, absorb: bool) -> list[object]:
+    h = aor_harness(2)
+    h.core._absorb = absorb
+    b1, b2 = branches(call(h))
+    ours = b1.data.split(b"\r\nVia: ", 1)[1].split(b"\r\n", 1)[0]
+    out: list[object] = [h.respond(b2, 100)]
+    for status in (180, 200):
+        data = _variants(answer(b1.data, status, tag="a", body=b"v=0\r\n" if status == 200
+                                else b""), ours)[variant]
+        out.append(h.send(data, b1.dest))
+    settle(h)
+    return out
+
+
+def test_relays_without_a_parse_send_what_the_general_path_sends() -> None:
+    for variant in _variants(b"SIP/2.0 180 Ringing\r\nVia: x, y\r\nContent-Length: 0\r\n\r\n",
+                             b"x"):
+        assert _relay_run(variant, True) == _relay_run(variant, False), variant
