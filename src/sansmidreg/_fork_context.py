@@ -395,7 +395,8 @@ def start_fork(tables: ProxyTables, request: Request, source: Endpoint, dest: En
     # first (each then tops its own kind of header, §16.6 steps 4, 6, 8); only the Request-URI,
     # the Record-Route (per transport / NAT'd contact), the Route and our Via differ
     rest = _after_start_line(request)
-    record = cfg.record_route and method in _RECORD_ROUTE_METHODS and request.to.tag is None
+    record = cfg.record_route and method in _RECORD_ROUTE_METHODS and (
+        "tag" not in (request.first("to") or "").lower() or request.to.tag is None)
     record_lines: dict[tuple[str, int | None], str] = {}
     via_tail = f" {ctx.adv_host_port};branch="  # our Via (Context.our_via), written once
     ids = ctx.ids

@@ -123,7 +123,9 @@ class Proxy:
         ctx = self.ctx
         if req.cseq.method != req.method:
             return [ctx.reply(req, source, 400, "CSeq method does not match the request")]
-        req.from_, req.to, req.call_id  # noqa: B018 - checked before any state (400 if bad)
+        req.check_address("from")  # checked before any state (400 if bad)
+        req.check_address("to")
+        req.call_id  # noqa: B018
         max_forwards = req.max_forwards
         if max_forwards == 0:
             return [ctx.reply(req, source, 483, "Too Many Hops")]  # §16.3 step 3

@@ -209,6 +209,32 @@ def test_serialize_without_top_via_is_pop_via(data: bytes) -> None:
 
 
 @SETTINGS
+@given(st.one_of(name_addrs(), name_addrs().map(lambda t: t + ";tag=\"x,y\""),
+                 st.text(ALNUM + ' <>;:@="\\,', max_size=30)))
+def test_check_address_agrees_with_the_parsed_address(text: str) -> None:
+    data = (f"INVITE sip:b@example.test SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n"
+            f"From: {text}\r\nTo: {text}\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n"
+            f"Content-Length: 0\r\n\r\n").encode()
+    try:
+        m = parse_message(data)
+    except SipParseError:
+        return
+    for key, attr in (("from", "from_"), ("to", "to")):
+        try:
+            getattr(m, attr)
+            parsed = True
+        except SipParseError:
+            parsed = False
+        fresh = parse_message(data)
+        try:
+            fresh.check_address(key)
+            checked = True
+        except SipParseError:
+            checked = False
+        assert checked == parsed, (key, text)
+
+
+@SETTINGS
 @given(uris)
 def test_uri_round_trip(text: str) -> None:
     u = Uri.parse(text)

@@ -20,7 +20,15 @@ from typing import Final, Self
 from ._errors import SipParseError
 from ._grammar import DISPLAY_NAMES, canonical_name, split_commas, split_list
 from ._uri import Uri
-from ._values import ContactList, CSeq, NameAddr, Via, parse_cseq_number
+from ._values import (
+    _ADDR_SPEC_FAST,
+    _NAME_ADDR_FAST,
+    ContactList,
+    CSeq,
+    NameAddr,
+    Via,
+    parse_cseq_number,
+)
 
 __all__ = ["Header", "Message", "Request", "Response", "reason_phrase"]
 
@@ -242,6 +250,29 @@ class Message:
                 text = self._required("to", "To")
             self._to = value = NameAddr.parse(text)
         return value
+
+    def check_address(self, key: str) -> None:
+        """What ``from_`` (key ``"from"``) or ``to`` (``"to"``) checks -- there, once, well
+        formed -- without building the value when the fast grammar matches it; SipParseError
+        otherwise."""
+        if key == "from":
+            cached: NameAddr | None = self._from
+        elif key == "to":
+            cached = self._to
+        else:
+            raise ValueError(f"check_address: not an address header: {key!r}")
+        if cached is not None:
+            return
+        text = (self._idx or self._index()).get(key)
+        if text is None or self._rep:
+            text = self._required(key, "From" if key == "from" else "To")
+        m = _NAME_ADDR_FAST.match(text)
+        params = m.group(8) if m is not None else None
+        if m is None:
+            m = _ADDR_SPEC_FAST.match(text)
+            params = m.group(5) if m is not None else None
+        if m is None or (params is not None and '"' in params):
+            NameAddr.parse(text)  # the general grammar decides (and raises)
 
     @property
     def call_id(self) -> str:
