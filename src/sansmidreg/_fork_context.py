@@ -353,10 +353,10 @@ class ResponseContext:
         return self.send_upstream(status, data, now)
 
 
-def _after_start_line(request: Request) -> bytes:
-    """The request's bytes after its start line, with Max-Forwards decremented (or added with
-    70, §16.6 step 3): the one line is edited in place when it is alone of its kind."""
-    max_forwards = request.max_forwards
+def _after_start_line(request: Request, max_forwards: int | None) -> bytes:
+    """The request's bytes after its start line, with Max-Forwards (``request.max_forwards``)
+    decremented (or added with 70, §16.6 step 3): the one line is edited in place when it is
+    alone of its kind."""
     lines = [h[2] for h in request.headers if h[0] == "max-forwards"]
     data = request.serialize()
     data = data[data.index(b"\r\n") + 2:]
@@ -375,8 +375,10 @@ def _after_start_line(request: Request) -> bytes:
 
 
 def start_fork(tables: ProxyTables, request: Request, source: Endpoint, dest: Endpoint,
-               key: tuple[str, ...], targets: list[Target], now: float) -> list[Action]:
-    """Create the response context of ``request`` (already stamped) and its branches."""
+               key: tuple[str, ...], targets: list[Target], now: float,
+               max_forwards: int | None) -> list[Action]:
+    """Create the response context of ``request`` (already stamped; ``max_forwards`` is its
+    Max-Forwards) and its branches."""
     ctx = tables.ctx
     cfg = ctx.cfg
     method = request.method
@@ -394,7 +396,7 @@ def start_fork(tables: ProxyTables, request: Request, source: Endpoint, dest: En
     # every branch is the same bytes after the start line: our Record-Route, Route and Via go
     # first (each then tops its own kind of header, §16.6 steps 4, 6, 8); only the Request-URI,
     # the Record-Route (per transport / NAT'd contact), the Route and our Via differ
-    rest = _after_start_line(request)
+    rest = _after_start_line(request, max_forwards)
     record = cfg.record_route and method in _RECORD_ROUTE_METHODS and (
         "tag" not in (request.first("to") or "").lower() or request.to.tag is None)
     record_lines: dict[tuple[str, int | None], str] = {}

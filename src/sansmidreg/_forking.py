@@ -150,7 +150,7 @@ class Proxy:
             return [ctx.reply(req, source, found.status, found.reason, found.headers)]
         stamped = stamp_via(routed, source)
         dest = response_dest(stamped.top_via, source)
-        return start_fork(self.tables, stamped, source, dest, key, found, now)
+        return start_fork(self.tables, stamped, source, dest, key, found, now, max_forwards)
 
     def _names_us(self, req: Request) -> bool:
         uri = req.uri
