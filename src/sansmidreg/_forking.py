@@ -12,8 +12,15 @@
 #   an untrusted source -> 403 or dropped (Config.untrusted); lookup (_lookup.py) -> 404/480/405
 #   or a response context with one branch per target (_fork_context.py).
 # Responses: matched to our client transactions by (Via branch, CSeq method) (§17.1.3), else
-# relayed statelessly when they answer a stateless relay, else dropped.
-# Timers: our client/server transactions (_invite.py) and each INVITE branch's Timer C.
+# relayed statelessly when they answer a stateless relay, else dropped. A device's response is
+# first tried without a full parse (Proxy.absorb, called by the core before parse_message), the
+# way proxies parse lazily: its start line, top Via, CSeq, To and Content-Length lines are
+# enough for one that goes nowhere (100, answers to our CANCEL, finals after ours went up,
+# retransmissions) and for a provisional or 2xx we relay (the bytes that came, less our Via
+# value). Such a response is not checked beyond those lines; everything else -- finals we keep,
+# anything written unusually -- is parsed. A property test holds both paths to the same actions.
+# Timers: our client/server transactions (_invite.py) and each INVITE branch's Timer C, which
+# rides on its INVITE client transaction's heap entry.
 from __future__ import annotations
 
 import re

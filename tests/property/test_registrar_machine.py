@@ -176,9 +176,9 @@ class RegistrarMachine(RuleBasedStateMachine):
 
 class MirrorMachine(RegistrarMachine):
     CONFIG = dataclasses.replace(BASE, mode=Mode.MIRROR)
-    # mirror mode relays the raw lifetime (OPENSIPS-BEHAVIOUR.md §3.7): above max_expires the
-    # upstream binding would outlive the local one, so the machine stays within the bounds
-    EXPIRES = (2, 30, 60, 120, 300, 590, 3600)
+    # mirror mode relays the lifetime clamped to max_expires like the local binding (compat
+    # "opensips" relays it raw, OPENSIPS-BEHAVIOUR.md §3.7), so lifetimes above it are fine
+    EXPIRES = (2, 30, 60, 120, 300, 590, 3600, 7200)
 
 
 class ContactMachine(RegistrarMachine):
