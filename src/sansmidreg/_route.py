@@ -88,11 +88,15 @@ def pop_our_routes(ctx: Context, req: Request) -> tuple[Request, list[NameAddr]]
 
 
 def _stateless_branch(req: Request) -> str:
-    """Same input -> same branch (retransmissions), different requests -> different (§16.11)."""
+    """Same input -> same branch (retransmissions), different requests -> different (§16.11);
+    a CANCEL gets the branch of the INVITE it cancels (it travels the same way, and the next hop
+    matches it to that INVITE, §9.2)."""
     via = req.top_via
-    seed = f"{via.branch}|{via.sent_by}|{req.method}"
+    method = "INVITE" if req.method == "CANCEL" else req.method
+    seed = f"{via.branch}|{via.sent_by}|{method}"
     if not (via.branch or "").startswith("z9hG4bK"):
-        seed += f"|{req.uri_text}|{req.get('call-id')}|{req.get('cseq')}|{req.get('from')}"
+        cseq = f"{req.cseq.seq} {method}" if req.method == "CANCEL" else req.get("cseq")
+        seed += f"|{req.uri_text}|{req.get('call-id')}|{cseq}|{req.get('from')}"
         seed += f"|{req.get('to')}"
     return STATELESS_PREFIX + hashlib.blake2b(seed.encode("utf-8", "surrogateescape"),
                                               digest_size=8).hexdigest()

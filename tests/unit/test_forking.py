@@ -341,15 +341,37 @@ def test_loose_routed_in_dialog_request_relayed_statelessly() -> None:
     h = aor_harness(1)
     bye = invite("sip:bob@127.0.0.1:5201", method="BYE", branch="z9hG4bKbye", cseq=2,
                  to_tag="a", extra=[("Route", "<sip:127.0.0.1:5060;lr;ftag=x>")])
+    before = h.core.stats().transactions  # the REGISTER's, lingering
     (out,) = sent(h.send(bye), "BYE")
     assert out.dest == Endpoint(host="127.0.0.1", port=5201)
-    assert h.core.stats().transactions == 0 or True
+    assert h.core.stats().transactions == before  # stateless: nothing kept
     relayed = parse_request(out.data)
     assert not relayed.has("route") and relayed.max_forwards == 68
     assert sent(h.send(bye), "BYE") == [out]  # a retransmission gets the same branch
     back = h.send(answer(out.data, 200, tag="a"), out.dest)
     (resp,) = replies(back)
     assert resp.status == 200 and back[0].dest == UPSTREAM  # type: ignore[union-attr]
+
+
+def test_cancel_of_a_statelessly_relayed_reinvite_is_relayed_by_its_route() -> None:
+    # §16.10: no response context for it (its re-INVITE went through statelessly), so the
+    # CANCEL is forwarded statelessly to the same next hop, not answered 481
+    h = aor_harness(1)
+    route = [("Route", "<sip:127.0.0.1:5060;lr;ftag=x>")]
+    reinvite = invite("sip:bob@127.0.0.1:5201", branch="z9hG4bKre", cseq=3, to_tag="a",
+                      extra=route)
+    before = h.core.stats().transactions  # the REGISTER's, lingering
+    (out,) = sent(h.send(reinvite), "INVITE")
+    cancel = invite("sip:bob@127.0.0.1:5201", method="CANCEL", branch="z9hG4bKre", cseq=3,
+                    to_tag="a", extra=route)
+    actions = h.send(cancel)
+    (relayed,) = sent(actions, "CANCEL")
+    assert statuses(actions) == [] and relayed.dest == out.dest
+    assert parse_request(relayed.data).top_via.branch == parse_request(out.data).top_via.branch
+    assert h.core.stats().transactions == before
+    # without a Route and without a context, there is nothing to cancel
+    stray = invite("sip:bob@127.0.0.1:5201", method="CANCEL", branch="z9hG4bKnone", cseq=3)
+    assert statuses(h.send(stray)) == [481]
 
 
 def test_in_dialog_request_from_device_goes_to_the_next_route() -> None:
