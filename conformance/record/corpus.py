@@ -410,17 +410,9 @@ def _aor_auth(d: Driver) -> None:
 # == requests from the main registrar toward the devices (i) ==================================
 
 def _fork(d: Driver) -> None:
-    d.uas("uas_answer", 5201, {"user": "bob"}, pause_ms=2000)
-    d.uas("uas_busy", 5202, {"user": "bob"}, pause_ms=500)
-    for port, ctport in ((5251, "5201"), (5252, "5202")):
-        d.sipp("reg_once", port, {"user": "bob", "ctport": ctport, "expires": "60",
-                                  "regcseq": "1"}, call_id=f"bob-{ctport}")
-    d.sleep(0.5)
-    d.caller("bob", 5290, call_id="call-1")
-    d.close()  # both devices done (ACK / BYE seen)
-    for port, ctport in ((5251, "5201"), (5252, "5202")):
-        d.sipp("reg_once", port, {"user": "bob", "ctport": ctport, "expires": "0",
-                                  "regcseq": "2"}, call_id=f"bob-{ctport}")
+    # one device answers after 2 s, the other is busy after 0.5 s (ACK / BYE end the call)
+    _fork_call(d, (("uas_answer", 2000), ("uas_busy", 500)),
+               lambda: d.caller("bob", 5290, call_id="call-1"))
 
 
 @spec("mirror-fork",
