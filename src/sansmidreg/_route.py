@@ -92,10 +92,10 @@ def _stateless_branch(req: Request) -> str:
     a CANCEL gets the branch of the INVITE it cancels (it travels the same way, and the next hop
     matches it to that INVITE, §9.2)."""
     via = req.top_via
-    method = "INVITE" if req.method == "CANCEL" else req.method
+    method = "INVITE" if req.method in ("CANCEL", "ACK") else req.method
     seed = f"{via.branch}|{via.sent_by}|{method}"
     if not (via.branch or "").startswith("z9hG4bK"):
-        cseq = f"{req.cseq.seq} {method}" if req.method == "CANCEL" else req.get("cseq")
+        cseq = f"{req.cseq.seq} {method}" if method != req.method else req.get("cseq")
         seed += f"|{req.uri_text}|{req.get('call-id')}|{cseq}|{req.get('from')}"
         seed += f"|{req.get('to')}"
     return STATELESS_PREFIX + hashlib.blake2b(seed.encode("utf-8", "surrogateescape"),

@@ -374,6 +374,21 @@ def test_cancel_of_a_statelessly_relayed_reinvite_is_relayed_by_its_route() -> N
     assert statuses(h.send(stray)) == [481]
 
 
+def test_ack_of_a_statelessly_relayed_reinvites_failure_keeps_its_branch() -> None:
+    # §16.11 / §17.1.1.3: the ACK for a non-2xx final shares the INVITE's branch end to end; a
+    # stateless relay must give it the branch it gave the INVITE, or the device never matches it
+    h = aor_harness(1)
+    route = [("Route", "<sip:127.0.0.1:5060;lr;ftag=x>")]
+    reinvite = invite("sip:bob@127.0.0.1:5201", branch="z9hG4bKre2", cseq=4, to_tag="a",
+                      extra=route)
+    (out,) = sent(h.send(reinvite), "INVITE")
+    assert statuses(h.send(answer(out.data, 491, tag="a"), out.dest)) == [491]
+    ack = invite("sip:bob@127.0.0.1:5201", method="ACK", branch="z9hG4bKre2", cseq=4,
+                 to_tag="a", extra=route)
+    (relayed,) = sent(h.send(ack), "ACK")
+    assert parse_request(relayed.data).top_via.branch == parse_request(out.data).top_via.branch
+
+
 def test_in_dialog_request_from_device_goes_to_the_next_route() -> None:
     h = aor_harness(1)
     bye = (b"BYE sip:caller@127.0.0.1:5290 SIP/2.0\r\n"
