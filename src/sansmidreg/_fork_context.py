@@ -389,8 +389,10 @@ def start_fork(tables: ProxyTables, request: Request, source: Endpoint, dest: En
                               t1=cfg.t1, t2=cfg.t2, t4=cfg.t4)
         context.server = server
         tables.servers[key] = server
-        trying = response_bytes(request, 100, "Trying")  # §16.2: 100 at once for INVITE
-        actions.extend(context.send_upstream(100, trying, now))
+        # §16.2: 100 at once for INVITE; a new server transaction in Proceeding just sends it
+        # (what send_upstream does: the state stays, no timer)
+        server.last = trying = new_reply(response_bytes(request, 100, "Trying"), dest)
+        actions.append(trying)
     else:
         context.server = ctx.txns.start_server(key, source, 64 * cfg.t1)
     # every branch is the same bytes after the start line: our Record-Route, Route and Via go
