@@ -133,8 +133,8 @@ class MidRegistrar:
     def _receive(self, data: bytes, source: Endpoint, now: float) -> list[Action]:
         ctx = self._ctx
         cfg = ctx.cfg
-        if data[:8] == b"SIP/2.0 " and self._absorb and len(data) <= cfg.max_message_size and (
-                self._proxy.tables.clients):  # a device's answer that goes nowhere: no parse
+        if data.startswith(b"SIP/2.0 ") and self._absorb and self._proxy.tables.clients and (
+                len(data) <= cfg.max_message_size):  # a device's answer: Proxy.absorb first
             absorbed = self._proxy.absorb(data, now)
             if type(absorbed) is list:
                 return absorbed

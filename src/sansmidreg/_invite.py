@@ -7,9 +7,10 @@
 # Invariants: TERMINATED is absorbing; every non-terminated transaction has a deadline
 # (`next_at`) and an entry in the core's heap no later than it (`DeadlineHeap.arm`: the entry may
 # be earlier, the transaction re-checks `next_at` when it fires), except a client INVITE in
-# PROCEEDING (no timer: Timer C, owned by the branch, bounds it) and a server INVITE in
-# PROCEEDING (the response context bounds it). A (state, event) pair missing from a table changes nothing: for a client it is a
-# stray or retransmitted response (absorbed), for a server a retransmission (absorbed).
+# PROCEEDING (no timer of its own: its branch's Timer C, which rides on its heap entry, bounds
+# it) and a server INVITE in PROCEEDING (the response context bounds it). A (state, event) pair
+# missing from a table changes nothing: for a client it is a stray or retransmitted response
+# (absorbed), for a server a retransmission (absorbed).
 #
 # Timers (all from Config): A = T1 doubling (INVITE, UDP only); B = F = 64*T1; D = 32 s on UDP,
 # 0 on TCP/TLS; E = T1 doubling to T2 (UDP only); K = T4 on UDP, 0 otherwise; M = L = 64*T1
