@@ -395,17 +395,25 @@ def test_aor_throttling_compat_shortened_aggregate_leaves_other_devices_alone() 
     assert contact_expires(reply, b.contact_uri) == 55  # B keeps its 600: past the aggregate
 
 
-def test_aor_throttling_register_while_our_deregister_is_retransmitted_keeps_the_binding() -> None:
-    # the last device expired: our de-REGISTER's first copy is lost; a new device registers
-    # before timer E resends it. The resend must not remove the aggregate just renewed.
+def _register_while_our_deregister_is_lost(*, challenged: bool) -> tuple[Network, SimUA]:
+    """alice's only device expires at 60.0 and the first copy of our de-REGISTER is lost; a new
+    device registers (answered 401 when ``challenged``) before timer E would resend it."""
     net = make()
     a = net.ua("alice", 5201)
     register(net, a, 60)
     net.registrar.expect_deregister(Behaviour.DROP_FIRST)
     net.advance(60.05)  # a expired at 60.0: de-REGISTER sent, lost
-    b = net.ua("alice", 5202)
+    b = net.ua("alice", 5202, auto_auth=not challenged)
+    if challenged:
+        net.registrar.expect(Behaviour.CHALLENGE)
     net.send(b, b.register(60))
     net.advance(70.0)  # past the retransmission it would have had at 60.5
+    return net, b
+
+
+def test_aor_throttling_register_while_our_deregister_is_retransmitted_keeps_the_binding() -> None:
+    # the resend must not remove the aggregate the new device just renewed
+    net, _ = _register_while_our_deregister_is_lost(challenged=False)
     assert len(net.registrar.deregisters) == 1
     (binding,) = net.registrar.live(net.now)
     assert binding.expires_at > 600.0 and net.core.stats().contacts == 1
@@ -413,15 +421,7 @@ def test_aor_throttling_register_while_our_deregister_is_retransmitted_keeps_the
 
 
 def test_aor_throttling_failed_register_while_our_deregister_is_pending_finishes_it() -> None:
-    net = make()
-    a = net.ua("alice", 5201)
-    register(net, a, 60)
-    net.registrar.expect_deregister(Behaviour.DROP_FIRST)
-    net.advance(60.05)
-    b = net.ua("alice", 5202, auto_auth=False)
-    net.registrar.expect(Behaviour.CHALLENGE)
-    net.send(b, b.register(60))
-    net.advance(70.0)
+    net, b = _register_while_our_deregister_is_lost(challenged=True)
     assert b.last_answer.response.status == 401
     assert len(net.registrar.deregisters) == 2  # sent again once the REGISTER bound nothing
     assert net.registrar.live(net.now) == [] and net.core.stats().contacts == 0
@@ -430,29 +430,14 @@ def test_aor_throttling_failed_register_while_our_deregister_is_pending_finishes
 def test_aor_throttling_superseded_deregister_is_counted() -> None:
     # our de-REGISTER given up for a relayed REGISTER ends neither answered nor failed: it is
     # counted as superseded (sent = answered + failed + superseded)
-    net = make()
-    a = net.ua("alice", 5201)
-    register(net, a, 60)
-    net.registrar.expect_deregister(Behaviour.DROP_FIRST)
-    net.advance(60.05)
-    b = net.ua("alice", 5202)
-    net.send(b, b.register(60))
-    net.advance(70.0)
+    net, _ = _register_while_our_deregister_is_lost(challenged=False)
     stats = net.core.stats()
     assert (stats.deregisters_sent, stats.deregisters_superseded, stats.deregisters_failed) == (
         1, 1, 0)
 
 
 def test_aor_throttling_superseded_deregister_sent_again_is_counted_once_more() -> None:
-    net = make()
-    a = net.ua("alice", 5201)
-    register(net, a, 60)
-    net.registrar.expect_deregister(Behaviour.DROP_FIRST)
-    net.advance(60.05)
-    b = net.ua("alice", 5202, auto_auth=False)
-    net.registrar.expect(Behaviour.CHALLENGE)
-    net.send(b, b.register(60))
-    net.advance(70.0)
+    net, _ = _register_while_our_deregister_is_lost(challenged=True)
     stats = net.core.stats()
     assert (stats.deregisters_sent, stats.deregisters_superseded, stats.deregisters_failed) == (
         2, 1, 0)
