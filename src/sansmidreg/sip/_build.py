@@ -31,6 +31,11 @@ def _line(name: str, value: str) -> Header:
     return (known[0], value, f"{known[1]}: {value}")
 
 
+def _copied(request: Request) -> list[Header]:
+    """The header lines a response copies from its request (§8.2.6.2), in order."""
+    return [h for h in request.headers if h[0] in _COPIED]
+
+
 def _has_to_tag(request: Request) -> bool:
     try:
         return request.to.tag is not None
@@ -47,7 +52,7 @@ def make_response(request: Request, status: int, reason: str | None = None, *,
     is given, the status is not 100 and the To header has none. ``headers`` come after CSeq, in
     order. Works on requests whose From/To/CSeq do not parse (the lines are copied as they are).
     The wire bytes are computed here (``serialize()`` returns them)."""
-    out = [h for h in request.headers if h[0] in _COPIED]
+    out = _copied(request)
     if to_tag is not None and status != 100 and not _has_to_tag(request):
         for i, (key, value, raw) in enumerate(out):
             if key == "to":
@@ -73,7 +78,7 @@ def response_bytes(request: Request, status: int, reason: str) -> bytes:
     a response that adds nothing to what it copies (a 100 Trying, §8.2.6.1)."""
     if "\r" in reason or "\n" in reason:
         raise ValueError(f"reason phrase contains a line break: {reason[:40]!r}")
-    lines = [h[2] for h in request.headers if h[0] in _COPIED]
+    lines = [h[2] for h in _copied(request)]
     return "\r\n".join([f"SIP/2.0 {status} {reason}", *lines, "Content-Length: 0", "", ""]
                          ).encode("utf-8", "surrogateescape")
 

@@ -143,8 +143,7 @@ class Message:
 
     def get_all(self, name: str) -> list[str]:
         """The values of every header line called ``name``, in order."""
-        key = canonical_name(name)
-        return [value for k, value, _ in self.headers if k == key]
+        return self.lines(canonical_name(name))
 
     def lines(self, key: str) -> list[str]:
         """``get_all`` for a name already in canonical form (lower case, long form)."""
@@ -183,13 +182,6 @@ class Message:
                 k for k, v, _ in self.headers if idx[k] != v) if self._rep else frozenset()
         return dups
 
-    def _lines(self, key: str) -> list[str]:
-        """Every value of the lines called ``key`` (canonical), in order."""
-        value = (self._idx or self._index()).get(key)
-        if not self._rep:
-            return [] if value is None else [value]
-        return [v for k, v, _ in self.headers if k == key]
-
     def _single(self, key: str, label: str) -> str | None:
         """The value of a header that may appear once (identical repeats tolerated)."""
         value = (self._idx or self._index()).get(key)
@@ -216,7 +208,7 @@ class Message:
         cached = cache.get("vias")
         if cached is None:
             out: list[Via] = []
-            for line in self._lines("via"):
+            for line in self.lines("via"):
                 out.extend(Via.parse(item) for item in split_list(line))
             cache["vias"] = cached = tuple(out)
         return cached  # type: ignore[return-value]
@@ -305,7 +297,7 @@ class Message:
                 value._star = False
                 value._items = (NameAddr.parse(line),)
             else:
-                value = ContactList.parse_values(self._lines("contact"))
+                value = ContactList.parse_values(self.lines("contact"))
             self._contacts = value
         return value
 
@@ -342,7 +334,7 @@ class Message:
         cached = cache.get(key)
         if cached is None:
             out: list[NameAddr] = []
-            for line in self._lines(key):
+            for line in self.lines(key):
                 out.extend(NameAddr.parse(item) for item in split_list(line))
             cache[key] = cached = tuple(out)
         return cached  # type: ignore[return-value]
