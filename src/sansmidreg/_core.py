@@ -173,7 +173,7 @@ class MidRegistrar:
         ctx = self._ctx
         if type(mine) is not ClientTransaction:
             mine = self._proxy.claim(resp)  # the usual case: our own Via on top, no Via parse
-        if mine is not None and mine.branch not in ctx.txns.clients:
+        if mine is not None:  # (never a branch of the core's own transactions: Proxy._ours)
             return self._proxy.client_response(mine, resp, source, now)
         try:
             branch = resp.top_via.branch

@@ -35,12 +35,12 @@ from ._context import Context
 from ._ids import branch_id as new_branch
 from ._fork_response import Candidate, choose, merge_challenges
 from ._invite import (
-    CALLING,
     EFF_SEND,
     EV_ABANDON,
     EV_SEND_FAILURE,
     EV_SEND_PROVISIONAL,
     EV_SEND_SUCCESS,
+    PENDING,
     PROCEEDING,
     ClientTransaction,
     InviteServer,
@@ -53,7 +53,6 @@ from .sip import Request, Response, make_response, response_bytes
 __all__ = ["ForkBranch", "ProxyTables", "ResponseContext", "start_fork"]
 
 _RECORD_ROUTE_METHODS: Final = frozenset({"INVITE", "SUBSCRIBE", "REFER", "NOTIFY"})
-_PENDING: Final = (CALLING, PROCEEDING)
 _COMPLETED_ELSEWHERE: Final = 'SIP;cause=200;text="Call completed elsewhere"'
 _NEVER: Final = float("inf")
 
@@ -72,7 +71,7 @@ class ProxyTables:
         """Its heap entry no later than its next deadline (lazy: an earlier one is kept): its
         own timer, or for a pending INVITE branch its Timer C / CANCEL wait if earlier."""
         at = txn.next_at
-        if txn.invite and (txn.state is CALLING or txn.state is PROCEEDING):
+        if txn.invite and txn.state in PENDING:
             c_at = txn.owner.c_at
             if at is None or c_at < at:
                 at = c_at
@@ -126,13 +125,9 @@ class ForkBranch:
                 f"CSeq: {ctx.seq} {method}\r\n{extra}Content-Length: 0\r\n\r\n"
                 ).encode("utf-8", "surrogateescape")
 
-    def ack(self, response: Response) -> bytes:
-        """The ACK for a non-2xx final: the INVITE's URI, Via, Route; the response's To
+    def ack(self, to: str) -> bytes:
+        """The ACK for a non-2xx final: the INVITE's URI, Via, Route; ``to``, the response's To
         (§17.1.1.3)."""
-        return self._hop_request("ACK", response.get("to") or "", None)
-
-    def ack_to(self, to: str) -> bytes:
-        """``ack`` for a response whose To value is ``to``."""
         return self._hop_request("ACK", to, None)
 
     def cancel(self, reason: str | None) -> bytes:
@@ -157,7 +152,7 @@ class ResponseContext:
         self.final_sent = False
         self.cancelled = False
         self._tag: str | None = None
-        self.from_value = request.first("from") or ""  # validated by the lookup path
+        self.from_value = request.first("from") or ""  # checked by Proxy._initial
         self.to_value = request.first("to") or ""
         self.call_id = request.first("call-id") or ""
         self.seq = request.cseq.seq
@@ -179,8 +174,7 @@ class ResponseContext:
                 EV_SEND_SUCCESS if status < 300 else EV_SEND_FAILURE)
             if server.step(event, now) is EFF_SEND:
                 server.last = reply
-                if server.next_at is not None:
-                    self.tables.ctx.heap.arm(server, server.next_at)
+                self.tables.arm_server(server)
                 return [reply]
             # after a non-2xx final, a 2xx still goes up (§16.7 step 5; RFC 6026 §8.5)
             return [reply] if 200 <= status < 300 else []
@@ -263,7 +257,7 @@ class ResponseContext:
         """Timer C, or the 64*T1 wait for a final after our CANCEL (the caller saw ``c_at``
         pass while the INVITE is pending)."""
         txn = branch.txn
-        if txn is None or txn.state not in _PENDING:
+        if txn is None or txn.state not in PENDING:
             return []
         branch.c_at = _NEVER
         if branch.cancel_txn is not None:  # the branch never answered our CANCEL: give up
@@ -301,7 +295,7 @@ class ResponseContext:
         actions: list[Action] = []
         for branch in self.branches:
             txn = branch.txn
-            if txn is None or not txn.invite or txn.state not in _PENDING or (
+            if txn is None or not txn.invite or txn.state not in PENDING or (
                     branch.cancel_pending):
                 continue
             branch.cancel_pending = True

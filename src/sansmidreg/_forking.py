@@ -31,7 +31,6 @@ from ._actions import Action, Drop, Endpoint, Reply, new_send_request
 from ._context import Context, response_dest, stamp_via
 from ._fork_context import ProxyTables, start_fork
 from ._invite import (
-    CALLING,
     EFF_ABSORB,
     EFF_ACK,
     EFF_PASS,
@@ -41,7 +40,7 @@ from ._invite import (
     EFF_TIMEOUT,
     EV_ACK,
     EV_REQUEST,
-    PROCEEDING,
+    PENDING,
     TERMINATED,
     ClientTransaction,
     InviteServer,
@@ -52,7 +51,6 @@ from .sip import Request, Response, SipParseError, make_response
 
 __all__ = ["Proxy"]
 
-_PENDING: Final = frozenset({CALLING, PROCEEDING})
 # Proxy.absorb: the first Via value, the CSeq method, the To value (one line each, in the header
 # section; a folded or odd line makes the search fail and the response take the general path)
 _TOP_VIA: Final = re.compile(
@@ -238,10 +236,8 @@ class Proxy:
         via = _TOP_VIA.search(data, 0, end)
         if cseq is None or via is None:
             return None
-        top = via.group(1).decode("latin-1")
-        at = top.rfind(";branch=")
-        txn = self.tables.clients.get((top[at + 8:], cseq.group(1).decode("latin-1")))
-        if txn is None or at < 0 or txn.owner.via != top or txn.branch in self.ctx.txns.clients:
+        txn = self._ours(via.group(1).decode("latin-1"), cseq.group(1).decode("latin-1"))
+        if txn is None:
             return None
         status = int(code)
         if status >= 700:
@@ -254,36 +250,57 @@ class Proxy:
             relayed = _without_our_via(data, via.start() + 2, end)
             if relayed is None:
                 return txn
-            if txn.respond(status, now) is not EFF_PASS:
-                self.ctx.stats.retransmissions_absorbed += 1
-                return []
-            self.tables.arm_client(txn)
-            return context.on_relayed(branch, status, relayed, now)
-        to = None
+            passed, actions = self._step(txn, status, now, "")
+            if passed:
+                actions.extend(context.on_relayed(branch, status, relayed, now))
+            return actions
+        to = ""
         if txn.invite and status >= 300:  # its ACK copies the To
             found = _TO.search(data, 0, end)
             if found is None:
                 return None
             to = found.group(1).decode("utf-8", "surrogateescape")
+        passed, actions = self._step(txn, status, now, to)
+        if passed:
+            actions.extend(context.on_unrelayed(branch, status, now))
+        return actions
+
+    def _ours(self, top: str, method: str) -> ClientTransaction | None:
+        """Our client transaction answered by a response whose first Via value is ``top`` and
+        whose CSeq method is ``method``: ``top`` must be, character for character, the Via we
+        sent (then its branch is the transaction's, §17.1.3, and no Via parse is needed)."""
+        at = top.rfind(";branch=")
+        if at < 0:
+            return None
+        txn = self.tables.clients.get((top[at + 8:], method))
+        if txn is None or txn.owner.via != top or txn.branch in self.ctx.txns.clients:
+            return None
+        return txn
+
+    def _step(self, txn: ClientTransaction, status: int, now: float,
+              to: str) -> tuple[bool, list[Action]]:
+        """Step ``txn`` with a response ``status`` (§17.1.1.2, §17.1.2.2; ``to`` is its To, which
+        our ACK of a non-2xx final copies): (whether the response goes on to its branch, the
+        ACK to send if any)."""
         effect = txn.respond(status, now)
-        if effect is EFF_PASS or effect is EFF_PASS_ACK:
+        if effect is EFF_PASS:
             self.tables.arm_client(txn)
-            actions: list[Action] = []
+            return txn.method != "CANCEL", []
+        if effect is EFF_PASS_ACK or effect is EFF_ACK:
+            if txn.ack is None:
+                txn.ack = txn.owner.ack(to)
+            ack: list[Action] = [new_send_request(txn.ack, txn.dest)]
             if effect is EFF_PASS_ACK:
-                txn.ack = branch.ack_to(to or "")
-                actions.append(new_send_request(txn.ack, txn.dest))
-            if txn.method != "CANCEL":
-                actions.extend(context.on_unrelayed(branch, status, now))
-            return actions
-        self.ctx.stats.retransmissions_absorbed += 1  # a stray or repeated response
-        if effect is EFF_ACK and txn.ack is not None:  # a retransmitted final: our ACK again
-            return [new_send_request(txn.ack, txn.dest)]
-        return []
+                self.tables.arm_client(txn)
+                return True, ack
+            self.ctx.stats.retransmissions_absorbed += 1  # a retransmitted final: ACK again
+            return False, ack
+        self.ctx.stats.retransmissions_absorbed += 1  # EFF_ABSORB: a stray or repeated response
+        return False, []
 
     def claim(self, resp: Response) -> ClientTransaction | None:
         """The client transaction of ours ``resp`` answers when its top Via is, character for
-        character, the Via we sent (the usual case); None otherwise. No Via parse: the value is
-        our own, so it parses, and its branch is the transaction's (§17.1.3 matching). Any other
+        character, the Via we sent (the usual case, ``_ours``); None otherwise. Any other
         response (received= added, folded, reordered...) takes the general path."""
         top = resp.first("via")
         if top is None:
@@ -291,12 +308,8 @@ class Proxy:
         comma = top.find(",")
         if comma >= 0:
             top = top[:comma]
-        at = top.rfind(";branch=")
-        if at < 0:
-            return None
         cseq = resp.first("cseq") or ""
-        txn = self.tables.clients.get((top[at + 8:], cseq[cseq.rfind(" ") + 1:]))
-        return txn if txn is not None and txn.owner.via == top else None
+        return self._ours(top, cseq[cseq.rfind(" ") + 1:])
 
     def handle_response(self, resp: Response, source: Endpoint, now: float) -> list[Action]:
         """A response no core transaction claimed: one of our branches, or a stateless relay."""
@@ -321,26 +334,11 @@ class Proxy:
             self.ctx.stats.drops["bad-response"] += 1
             return [Drop(reason="bad-response", detail=f"{status} without From/To/Call-ID "
                          "or of no known class", source=source)]
-        effect = txn.respond(status, now)
-        if effect is EFF_PASS:
-            self.tables.arm_client(txn)
-            if txn.method == "CANCEL":
-                return []
-            branch = txn.owner
-            return branch.context.on_response(branch, resp, now)
-        if effect is EFF_PASS_ACK or effect is EFF_ACK:
-            if txn.ack is None:
-                txn.ack = txn.owner.ack(resp)
-            actions: list[Action] = [new_send_request(txn.ack, txn.dest)]
-            if effect is EFF_ACK:  # a retransmitted non-2xx final: our ACK again
-                self.ctx.stats.retransmissions_absorbed += 1
-                return actions
-            self.tables.arm_client(txn)
+        passed, actions = self._step(txn, status, now, resp.get("to") or "")
+        if passed:
             branch = txn.owner
             actions.extend(branch.context.on_response(branch, resp, now))
-            return actions
-        self.ctx.stats.retransmissions_absorbed += 1  # EFF_ABSORB: a stray or repeated response
-        return []
+        return actions
 
     # -- timers ----------------------------------------------------------------------------------
     def on_timer(self, key: object, now: float) -> list[Action]:
@@ -355,7 +353,7 @@ class Proxy:
         """A deadline of one of our client transactions (or its branch's Timer C) passed."""
         actions: list[Action] = []
         branch = txn.owner
-        if txn.invite and branch.c_at <= now and txn.state in _PENDING:
+        if txn.invite and branch.c_at <= now and txn.state in PENDING:
             actions = branch.context.on_branch_timer(branch, now)  # Timer C / CANCEL wait
             if txn.state is TERMINATED:
                 return actions

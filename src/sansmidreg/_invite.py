@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from ._fork_context import ForkBranch, ResponseContext
 
 __all__ = ["ClientTransaction", "Eff", "Ev", "InviteServer", "St", "INVITE_CLIENT",
-           "INVITE_SERVER", "NON_INVITE_CLIENT"]
+           "INVITE_SERVER", "NON_INVITE_CLIENT", "PENDING"]
 
 
 class St(enum.Enum):
@@ -96,6 +96,9 @@ class Eff(enum.Enum):
  EFF_RESEND) = (
     Eff.NONE, Eff.PASS, Eff.PASS_ACK, Eff.ACK, Eff.ABSORB, Eff.RETRANSMIT, Eff.TIMEOUT,
     Eff.SEND, Eff.RESEND)
+
+PENDING: Final = frozenset({CALLING, PROCEEDING})
+"""A client INVITE that may still be CANCELled and is guarded by Timer C."""
 
 _C = St
 _E = Ev
