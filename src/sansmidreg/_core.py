@@ -68,18 +68,12 @@ class MidRegistrar:
 
         :returns: the actions to execute, in order; state is already updated.
         """
-        if now != now or now < self._now:  # NaN or backwards (self._advance, inlined)
-            self._advance(now)
-        self._now = now
+        self._advance(now)
         try:
             actions = self._receive(data, source, now)
         except Exception as exc:  # a bug: never let remote input crash the embedding program
             actions = self._internal_error(data, source, exc)
-        deadline = self._ctx.heap.next_deadline()  # self._arm, inlined
-        if deadline != self._armed:
-            self._armed = deadline
-            actions.append(new_arm_timer(deadline))
-        return actions
+        return self._arm(actions)
 
     def handle_timer(self, now: float) -> list[Action]:
         """Fire every deadline at or before ``now``. Calling it early returns no sends.
@@ -120,7 +114,8 @@ class MidRegistrar:
     # -- internals -----------------------------------------------------------------------------
     def _advance(self, now: float) -> None:
         if now != now or now < self._now:  # NaN or backwards
-            raise UsageError(f"time went backwards ({now} after {self._now}): pass a monotonic clock")
+            raise UsageError(f"time went backwards ({now} after {self._now}): "
+                             "pass a monotonic clock")
         self._now = now
 
     def _arm(self, actions: list[Action]) -> list[Action]:
