@@ -3,10 +3,14 @@
 # received=, a Via that does not parse) goes the general way and gets the same treatment.
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 from _forking_support import answer, branches, drops, replies, sent, statuses
 from test_forking import aor_harness, call, settle
 
-from sansmidreg import Fork, Reply
+from sansmidreg import Fork, Reply, _core
+from sansmidreg.sip import Request, Response, parse_message
 
 
 def test_a_device_that_stamps_received_on_our_via_is_still_matched() -> None:
@@ -160,3 +164,29 @@ def test_relays_without_a_parse_send_what_the_general_path_sends() -> None:
     for variant in _variants(b"SIP/2.0 180 Ringing\r\nVia: x, y\r\nContent-Length: 0\r\n\r\n",
                              b"x"):
         assert _relay_run(variant, True) == _relay_run(variant, False), variant
+
+
+def test_answers_that_go_nowhere_and_plain_relays_skip_the_parser(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # the comparisons above would hold with Proxy.absorb never taking anything: check it does
+    parsed: list[bytes] = []
+
+    def counting(data: bytes, **kwargs: Any) -> Request | Response:
+        parsed.append(data)
+        return parse_message(data, **kwargs)
+
+    monkeypatch.setattr(_core, "parse_message", counting)
+    for absorb, expected in ((True, 0), (False, 6)):
+        h = aor_harness(2)
+        h.core._absorb = absorb
+        b1, b2 = branches(call(h))
+        parsed.clear()
+        h.respond(b2, 100)
+        h.respond(b1, 180, tag="a")
+        answered = h.respond(b1, 200, tag="a")
+        (cancel,) = sent(answered, "CANCEL")
+        h.respond(cancel, 200)
+        assert len(sent(h.respond(b2, 487, tag="b"), "ACK")) == 1
+        h.respond(b2, 487, tag="b")  # a retransmission: our ACK again
+        assert len(parsed) == expected, absorb
+        settle(h)
