@@ -146,3 +146,37 @@ def test_refresh_moves_expiry_later_without_a_second_deadline() -> None:
     assert net.core.stats().contacts == 1 and net.core.next_deadline() == 70.0
     net.advance(70.0)
     assert net.core.stats().contacts == 0
+
+
+class _Owner:
+    """A self-timed owner, as transactions are (DeadlineHeap.arm)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.timer: object = None
+
+
+def test_heap_arm_is_lazy_keeps_an_earlier_entry_and_replaces_a_later_one() -> None:
+    heap: DeadlineHeap[object] = DeadlineHeap()
+    a, b = _Owner("a"), _Owner("b")
+    heap.arm(a, 5.0)
+    heap.arm(a, 9.0)  # later: the entry at 5.0 stays (the owner re-checks when it fires)
+    assert heap.next_deadline() == 5.0 and len(heap) == 1
+    heap.arm(b, 7.0)
+    heap.arm(b, 3.0)  # earlier: a new entry replaces the one at 7.0
+    assert heap.next_deadline() == 3.0 and len(heap) == 2
+    assert heap.pop_due(10.0) is b and b.timer is None
+    assert heap.pop_due(10.0) is a and a.timer is None
+    assert heap.pop_due(10.0) is None and heap.next_deadline() is None and len(heap) == 0
+
+
+def test_heap_disarm_cancels_and_dead_entries_are_counted_out() -> None:
+    heap: DeadlineHeap[object] = DeadlineHeap()
+    owners = [_Owner(str(i)) for i in range(3000)]
+    for i, owner in enumerate(owners):
+        heap.arm(owner, float(i))
+    for owner in owners[:2000]:
+        heap.disarm(owner)
+    heap.disarm(owners[0])  # twice: nothing more
+    assert len(heap) == 1000 and heap.next_deadline() == 2000.0
+    assert heap.pop_due(1e9) is owners[2000]
