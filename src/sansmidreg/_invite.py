@@ -187,11 +187,6 @@ class ClientTransaction:
         self.state = state
         return effect
 
-    def response_event(self, status: int) -> Ev:
-        if status < 200:
-            return EV_PROVISIONAL
-        return EV_SUCCESS if status < 300 else EV_FAILURE
-
     def respond(self, status: int, now: float) -> Eff:
         """A response with ``status`` arrived: ``step`` its event, then ``after_response``
         (one call on the proxy's hot path)."""

@@ -33,7 +33,7 @@ from ._config import Mode
 from ._context import Context
 from .sip import NameAddr, Request, SipParseError, Uri
 
-__all__ = ["Refusal", "Target", "behind_nat", "contact_id", "is_trusted", "lookup", "target_of",
+__all__ = ["Refusal", "Target", "contact_id", "is_trusted", "lookup", "target_of",
            "uri_dest"]
 
 _SHARED: Final = tuple(ipaddress.ip_network(n) for n in (
@@ -89,11 +89,6 @@ def uri_dest(uri: Uri) -> Endpoint | None:
         transport = "tcp" if param == "tcp" else "tls"
     port = uri.port or (5061 if transport == "tls" else 5060)
     return Endpoint(transport=transport, host=uri.host, port=port)
-
-
-def behind_nat(ctx: Context, contact: Contact, uri: Uri) -> bool:
-    """The NAT policy: must requests to ``contact`` go to the source of its REGISTER?"""
-    return _behind_nat(ctx.cfg.nat, contact.source, contact.reg_id, uri)
 
 
 def _behind_nat(policy: str, source: Endpoint, reg_id: int | None, uri: Uri) -> bool:
