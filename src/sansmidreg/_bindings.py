@@ -115,6 +115,18 @@ class Contact:
         return None if self.details is None else self.details[0]
 
     @property
+    def q_value(self) -> float:
+        """``q`` as a number; none (or unreadable) counts as 1.0 (RFC 3261 §20.10)."""
+        details = self.details
+        q = None if details is None else details[0]
+        if q is None:
+            return 1.0
+        try:
+            return float(q)
+        except ValueError:
+            return 1.0
+
+    @property
     def instance(self) -> str | None:
         return None if self.details is None else self.details[1]
 

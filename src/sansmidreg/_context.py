@@ -99,8 +99,11 @@ class Context:
         return "" if dest.transport == "udp" else f";transport={dest.transport}"
 
     def reply(self, request: Request, source: Endpoint, status: int, reason: str | None = None,
-              headers: Iterable[tuple[str, str]] = (), *, stamped: bool = False) -> Reply:
-        """A locally generated response to ``request`` (a To tag is added when it has none)."""
+              headers: Iterable[tuple[str, str]] = (), *, stamped: bool = False,
+              to_tag: str | None = None) -> Reply:
+        """A locally generated response to ``request`` (a To tag -- ``to_tag``, else a fresh
+        one -- is added when it has none)."""
         req = request if stamped else stamp_via(request, source)
-        response = make_response(req, status, reason, to_tag=self.ids.token(), headers=headers)
+        response = make_response(req, status, reason, to_tag=to_tag or self.ids.token(),
+                                 headers=headers)
         return Reply(data=response.serialize(), dest=response_dest(req.top_via, source))

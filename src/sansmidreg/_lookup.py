@@ -164,17 +164,8 @@ def contact_id(ctx: Context, uri: Uri) -> int | None:
     return None
 
 
-def _q(contact: Contact) -> float:
-    try:
-        return float(contact.q) if contact.q is not None else 1.0
-    except ValueError:
-        return 1.0
-
-
 def _order(contact: Contact) -> tuple[float, float]:
-    if contact.details is None:  # no q: 1.0
-        return (-1.0, -contact.registered_at)
-    return (-_q(contact), -contact.registered_at)
+    return (-contact.q_value, -contact.registered_at)
 
 
 _RURIS: dict[str, Uri] = {}

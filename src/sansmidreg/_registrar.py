@@ -20,7 +20,7 @@
 # gets the same response again (RFC 3261 §17.2.2) without per-request state.
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from ._actions import Action, Endpoint, Reply
@@ -39,7 +39,7 @@ from ._register_reply import (
 )
 from ._timers import SELF_TIE_LIMIT
 from ._transactions import ClientTxn
-from .sip import Header, NameAddr, Request, SipParseError, Uri, make_response, unescape
+from .sip import Header, NameAddr, Request, SipParseError, Uri
 
 __all__ = ["Registrar"]
 
@@ -93,7 +93,8 @@ class Registrar:
             return self._process(req, source, now, key)
         except Reject as rej:
             ctx.stats.rejected[rej.status] += 1
-            return [_reply(req, source, rej.status, rej.reason, rej.headers)]
+            return [ctx.reply(req, source, rej.status, rej.reason, rej.headers,
+                              to_tag=request_tag(req))]
 
     def _process(self, req: Request, source: Endpoint, now: float,
                  key: tuple[str, ...]) -> list[Action]:
@@ -337,7 +338,8 @@ class Registrar:
             headers.append(("Contact", listing))
         if "path" in req.option_tags("supported"):
             headers.extend(("Path", p) for p in self._stored_path(aor, now))
-        return _reply(req, source, 200, "OK", headers, stamped=True)
+        return self.ctx.reply(req, source, 200, "OK", headers, stamped=True,
+                              to_tag=request_tag(req))
 
     @staticmethod
     def _stored_path(aor: Aor | None, now: float) -> list[str]:
@@ -393,7 +395,7 @@ class Registrar:
         excess = len(live) - cfg.max_contacts
         if excess <= 0:
             return []
-        for contact in sorted(live, key=lambda c: (c in bound, _q(c), c.registered_at))[:excess]:
+        for contact in sorted(live, key=lambda c: (c in bound, c.q_value, c.registered_at))[:excess]:
             actions.extend(self.expire(contact, now, evicted=True))
         return actions
 
@@ -521,23 +523,6 @@ class Registrar:
     def deregister(self, up: Upstream, now: float) -> Action:
         """Our own de-REGISTER of an AOR's aggregate binding (§1.3 e)."""
         return build_deregister(self.ctx, up, now)
-
-
-def _reply(req: Request, source: Endpoint, status: int, reason: str,
-           headers: Iterable[tuple[str, str]] = (), *, stamped: bool = False) -> Reply:
-    """A response of ours to ``req`` (Context.reply, with the To tag of request_tag)."""
-    req = req if stamped else stamp_via(req, source)
-    response = make_response(req, status, reason, to_tag=request_tag(req), headers=headers)
-    return Reply(data=response.serialize(), dest=response_dest(req.top_via, source))
-
-
-def _q(contact: Contact) -> float:
-    """A contact's q as a number; without one (or unreadable) 1.0, as the lookup orders it."""
-    q = contact.q
-    try:
-        return 1.0 if q is None else float(q)
-    except ValueError:
-        return 1.0
 
 
 def _relayed_bytes(req: Request, via_line: str | None, via: str, contact: str | None,
