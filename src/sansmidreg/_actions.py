@@ -1,9 +1,10 @@
 # The closed union of actions the core returns (DESIGN.md §2.3), and the Endpoint they go to.
 # Every action is a frozen, slotted, keyword-only dataclass of immutable fields; adapters dispatch
 # on them with `match` ending in `assert_never`, so a new action is a type error in every adapter
-# until it is handled. The core builds the ones it emits per message through `data_action` and
-# `one_field` (the same objects, built by their slot descriptors: a keyword call of a frozen
-# dataclass costs about twice as much, and the proxy makes a dozen per call).
+# until it is handled. The core builds the ones it emits per message through `new_reply`,
+# `new_branch`, `new_send_request`, `new_fork` and `new_arm_timer` (equal objects, built by their
+# slot descriptors: a keyword call of a frozen dataclass costs about twice as much, and a fork
+# makes a dozen).
 from __future__ import annotations
 
 from collections.abc import Callable

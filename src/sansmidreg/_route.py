@@ -89,8 +89,8 @@ def pop_our_routes(ctx: Context, req: Request) -> tuple[Request, list[NameAddr]]
 
 def _stateless_branch(req: Request) -> str:
     """Same input -> same branch (retransmissions), different requests -> different (§16.11);
-    a CANCEL gets the branch of the INVITE it cancels (it travels the same way, and the next hop
-    matches it to that INVITE, §9.2)."""
+    a CANCEL, and the ACK of a non-2xx final, get the branch of their INVITE (they carry its
+    branch, and the next hop matches them to that INVITE's transaction, §9.2, §17.2.3)."""
     via = req.top_via
     method = "INVITE" if req.method in ("CANCEL", "ACK") else req.method
     seed = f"{via.branch}|{via.sent_by}|{method}"
