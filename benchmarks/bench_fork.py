@@ -14,7 +14,7 @@
 # In the same run, h11's request parse rate and the ratio (floor: 0.25), measured in alternating
 # rounds (median of the per-round ratios): the reference is the one of benchmarks/_common.py (h11
 # parsing the HTTP/1.1 equivalent of a typical REGISTER), repeated here so this script stands
-# alone. Run: python benchmarks/bench_fork.py  (about 15 s; prints `key: value` lines)
+# alone. Run: python benchmarks/bench_fork.py  (about 25 s; prints `key: value` lines)
 from __future__ import annotations
 
 import statistics
@@ -56,7 +56,7 @@ UPSTREAM = Endpoint(host="127.0.0.1", port=5080)
 US = Endpoint(host="127.0.0.1", port=5060)
 LIFETIME = 10**9  # the devices stay registered whatever the benchmark's clock does
 FLOOR = 0.25
-ROUNDS = 9
+ROUNDS = 15
 
 INVITE = (
     "INVITE sip:bob@127.0.0.1:5060 SIP/2.0\r\n"
