@@ -8,6 +8,7 @@ process group. Every address here is 127.0.0.1.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -86,11 +87,36 @@ def _tcp_free(port: int) -> bool:
     return True
 
 
-def _pick_port(kind: int, *, also_tcp: bool) -> int:
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, kind) as probe:
-            probe.bind((LOOPBACK, 0))
-            port: int = probe.getsockname()[1]
+def ephemeral_range() -> tuple[int, int]:
+    """The kernel's ephemeral port range (``ip_local_port_range``); Linux's default if unreadable."""
+    try:
+        low, high = (int(word) for word in
+                     Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        return 32768, 60999
+    return low, high
+
+
+# Lowest port handed out: below it live well-known services (and 5060).
+_PORT_FLOOR: Final = 10000
+_port_rng = random.Random(os.getpid() ^ time.time_ns())
+
+
+def _pick_port(*, also_tcp: bool) -> int:
+    """A port outside the kernel's ephemeral range, so that no socket bound to port 0 or connected
+    by any process (Kamailio's, SIPp's, ours) can take it between now and its owner's bind. (CI
+    once lost a port that way: a port chosen by ``bind(0)`` is an ephemeral one.)"""
+    low, high = ephemeral_range()
+    spans = [(first, last) for first, last in ((_PORT_FLOOR, low - 1), (high + 1, 65535))
+             if last >= first]
+    for _ in range(500):
+        if spans:
+            first, last = _port_rng.choice(spans)
+            port = _port_rng.randint(first, last)
+        else:  # the whole range is ephemeral: let the kernel choose (owners retry if it is taken)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                probe.bind((LOOPBACK, 0))
+                port = probe.getsockname()[1]
         if port in _handed_out:
             continue
         if not udp_port_free(port) or (also_tcp and not _tcp_free(port)):
@@ -102,12 +128,12 @@ def _pick_port(kind: int, *, also_tcp: bool) -> int:
 
 def free_udp_port() -> int:
     """Return a port number that is free for UDP on 127.0.0.1 right now (never the same twice)."""
-    return _pick_port(socket.SOCK_DGRAM, also_tcp=False)
+    return _pick_port(also_tcp=False)
 
 
 def free_port() -> int:
     """Return a port number free for both UDP and TCP on 127.0.0.1 (Kamailio listens on both)."""
-    return _pick_port(socket.SOCK_STREAM, also_tcp=True)
+    return _pick_port(also_tcp=True)
 
 
 def wait_until(

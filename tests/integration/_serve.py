@@ -41,25 +41,46 @@ class Serve:
 
     def __init__(self, workdir: Path, upstream: str, *, mode: str, backend: str = "sockets",
                  extra_args: Sequence[str] = (), name: str = "serve") -> None:
-        self.port = free_port()
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
-        self.log_path = workdir / f"{name}-{self.port}.log"
-        self.argv = [
-            sys.executable, "-m", "sansmidreg_adapters.cli", "serve",
-            "--listen", f"udp:{LOOPBACK}:{self.port}", "--listen", f"tcp:{LOOPBACK}:{self.port}",
-            "--upstream", upstream, "--mode", mode, "--backend", backend,
-            "--log-level", "debug", "--seed", "7", *extra_args,
-        ]  # fmt: skip
+        self._upstream, self._mode, self._backend = upstream, mode, backend
+        self._extra_args, self._name = tuple(extra_args), name
+        self._take_port(free_port())
         self._proc: subprocess.Popen[bytes] | None = None
         self.returncode: int | None = None
+
+    def _take_port(self, port: int) -> None:
+        self.port = port
+        self.log_path = self.workdir / f"{self._name}-{port}.log"
+        self.argv = [
+            sys.executable, "-m", "sansmidreg_adapters.cli", "serve",
+            "--listen", f"udp:{LOOPBACK}:{port}", "--listen", f"tcp:{LOOPBACK}:{port}",
+            "--upstream", self._upstream, "--mode", self._mode, "--backend", self._backend,
+            "--log-level", "debug", "--seed", "7", *self._extra_args,
+        ]  # fmt: skip
 
     @property
     def remote(self) -> str:
         """``127.0.0.1:port``, as SIPp takes it."""
         return f"{LOOPBACK}:{self.port}"
 
-    def start(self, timeout: float = 15.0) -> Serve:
+    def start(self, timeout: float = 15.0, attempts: int = 3) -> Serve:
+        """Start it and wait until it has bound its UDP port. When another process took that
+        port between :func:`free_port` and our bind, start again on a new port (up to
+        ``attempts`` times); any other early exit is an error at once."""
+        for attempt in range(1, attempts + 1):
+            if self._start_once(timeout):
+                return self
+            if attempt < attempts and "Address already in use" in self.log_text():
+                self.stop()
+                self._take_port(free_port())
+                continue
+            raise HarnessError(f"sansmidreg serve exited with {self.returncode}:\n"
+                               f"{self.log_text()}")
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout: float) -> bool:
+        """Start the process; True once it has bound its port, False if it exited first."""
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with open(self.log_path, "wb") as log:
             self._proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=log,
@@ -73,9 +94,9 @@ class Serve:
             self.stop()
             raise
         if proc.poll() is not None:
-            raise HarnessError(f"sansmidreg serve exited with {proc.returncode}:\n"
-                               f"{self.log_text()}")
-        return self
+            self.returncode = proc.returncode
+            return False
+        return True
 
     def log_text(self) -> str:
         return log_tail(self.log_path, 40_000)

@@ -13,6 +13,7 @@ from ._harness import (
     SCENARIOS_DIR,
     HarnessError,
     SippResult,
+    ephemeral_range,
     free_port,
     free_udp_port,
     parse_kamcmd_tree,
@@ -234,6 +235,9 @@ def test_scenarios_are_shipped_and_well_formed() -> None:
 def test_free_ports_are_free_on_loopback_and_not_repeated() -> None:
     ports = [free_port() for _ in range(5)] + [free_udp_port() for _ in range(5)]
     assert len(set(ports)) == len(ports)
+    low, high = ephemeral_range()
+    if low > 10000 or high < 65535:  # some ports lie outside it: only those are handed out
+        assert not any(low <= port <= high for port in ports), (ports, low, high)
     for port in ports[:5]:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
             tcp.bind(("127.0.0.1", port))
