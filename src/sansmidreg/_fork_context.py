@@ -86,11 +86,13 @@ class ProxyTables:
         self.ctx.heap.disarm(txn)
         if self.clients.get((txn.branch, txn.method)) is txn:
             del self.clients[(txn.branch, txn.method)]
+            txn.owner.context.ended()
 
     def end_server(self, txn: InviteServer) -> None:
         self.ctx.heap.disarm(txn)
         if self.servers.get(txn.key) is txn:
             del self.servers[txn.key]
+            txn.context.ended()
 
 
 class ForkBranch:
@@ -139,7 +141,8 @@ class ResponseContext:
     """§16.7 for one forked request."""
 
     __slots__ = ("tables", "request", "dest", "invite", "server", "branches", "candidates",
-                 "final_sent", "cancelled", "_tag", "from_value", "to_value", "call_id", "seq")
+                 "final_sent", "cancelled", "_tag", "from_value", "to_value", "call_id", "seq",
+                 "live")
 
     def __init__(self, tables: ProxyTables, request: Request, dest: Endpoint) -> None:
         self.tables = tables
@@ -156,6 +159,7 @@ class ResponseContext:
         self.to_value = request.first("to") or ""
         self.call_id = request.first("call-id") or ""
         self.seq = request.cseq.seq
+        self.live = 0  # its transactions still in the tables (ended(): when none is left)
 
     def local_tag(self) -> str:
         """The To tag of every response we generate in this context (§9.2: the 200 to a CANCEL
@@ -163,6 +167,19 @@ class ResponseContext:
         if self._tag is None:
             self._tag = self.tables.ctx.ids.token()
         return self._tag
+
+    def ended(self) -> None:
+        """One of its transactions left the tables. After the last one nothing can reach this
+        context any more (responses and timers find it through them): the references between
+        it, its branches and their transactions are dropped, so that reference counting frees
+        them at once instead of the cycle collector, later (measured: about 5 % of a fork's
+        time went to collecting them)."""
+        self.live -= 1
+        if self.live == 0:
+            for branch in self.branches:
+                branch.txn = branch.cancel_txn = None
+            self.branches = []
+            self.server = None
 
     # -- upstream --------------------------------------------------------------------------------
     def send_upstream(self, status: int, data: bytes, now: float) -> list[Action]:
@@ -262,10 +279,11 @@ class ResponseContext:
         branch.c_at = _NEVER
         if branch.cancel_txn is not None:  # the branch never answered our CANCEL: give up
             txn.step(EV_ABANDON)
-            self.tables.end_client(txn)
-            return [Drop(reason="branch-abandoned",
-                         detail=f"no final response from {txn.dest} after CANCEL")
-                    ] + self.on_timeout(branch, now)
+            actions: list[Action] = [Drop(reason="branch-abandoned",
+                                          detail=f"no final response from {txn.dest} after CANCEL")]
+            actions.extend(self.on_timeout(branch, now))
+            self.tables.end_client(txn)  # last: it may release this context (ended())
+            return actions
         branch.cancel_pending = True  # §16.8 Timer C
         if txn.state is PROCEEDING:
             return self._send_cancel(branch, now, None)
@@ -315,6 +333,7 @@ class ResponseContext:
                                    cfg.t2, cfg.t4)
         branch.cancel_txn = cancel
         self.tables.clients[(cancel.branch, "CANCEL")] = cancel
+        self.live += 1
         self.tables.arm_client(cancel)
         branch.c_at = now + 64 * cfg.t1  # §9.1: the INVITE must end by then
         self.tables.arm_client(txn)
@@ -434,6 +453,7 @@ def start_fork(tables: ProxyTables, request: Request, source: Endpoint, dest: En
             heap.arm(txn, at)
         branches.append(branch)
         out.append(branch_action(data, tdest))
+    context.live = len(out) + int(invite)  # the server transaction counts when it is ours
     ctx.stats.requests_forked += 1
     ctx.stats.branches_created += len(out)
     actions.append(new_fork(tuple(out)))

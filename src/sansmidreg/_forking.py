@@ -366,9 +366,9 @@ class Proxy:
             return actions
         effect = txn.step(event)
         if txn.state is TERMINATED:
-            self.tables.end_client(txn)
             if effect is EFF_TIMEOUT and txn.method != "CANCEL":
                 actions.extend(branch.context.on_timeout(branch, now))
+            self.tables.end_client(txn)  # last: it may release the context (ended())
             return actions
         self.tables.arm_client(txn)
         if effect is EFF_RETRANSMIT:

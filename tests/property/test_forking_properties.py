@@ -1,8 +1,10 @@
 """Property: whatever the devices answer, and whenever, a forked INVITE gets exactly one final
 response upstream from its server transaction (plus any 2xx, which always pass), every branch
-terminates, and once the last timer has fired no transaction and no deadline is left."""
+terminates, and once the last timer has fired no transaction and no deadline is left -- nor
+any object of the fork in memory."""
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
 
 from hypothesis import HealthCheck, given, settings
@@ -22,6 +24,8 @@ from sansmidreg import (
     SendRequest,
     SendUpstream,
 )
+from sansmidreg._fork_context import ForkBranch, ResponseContext
+from sansmidreg._invite import ClientTransaction, InviteServer
 from sansmidreg.sip import Request, Response, SipParseError, make_response, parse_message
 
 UPSTREAM = Endpoint(host="127.0.0.1", port=5080)
@@ -146,6 +150,27 @@ def test_responses_absorbed_without_a_parse_change_nothing(sc: Scenario) -> None
     assert fast.core.stats() == slow.core.stats()
 
 
+@given(scenarios())
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_a_finished_fork_is_freed_without_the_cycle_collector(sc: Scenario) -> None:
+    # once its last transaction has ended, nothing of a fork stays in memory: reference counting
+    # frees it at once (ResponseContext.ended breaks its cycles), the cycle collector has no
+    # work. With the collector off from a clean start, every object made during the run is
+    # still in generation 0 if alive, or unreachable there if it was left in a cycle.
+    gc.collect()
+    gc.disable()
+    try:
+        play(sc, absorb=True)
+        left = [type(o).__name__ for o in gc.get_objects(generation=0)
+                if type(o) in _PROXY_TYPES]
+    finally:
+        gc.enable()
+    assert left == []
+
+
+_PROXY_TYPES = (ResponseContext, ForkBranch, ClientTransaction, InviteServer)
+
+
 def play(sc: Scenario, *, absorb: bool) -> Run:
     """Play ``sc`` and check the property; returns the run (its log holds every action)."""
     core = MidRegistrar(Config(mode=Mode.AOR_THROTTLING, upstream=UPSTREAM, local=(US,),
@@ -227,6 +252,18 @@ def _mutate(data: bytes, line: int, how: int, nasty: str) -> bytes:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_damaged_messages_never_crash_or_leak(steps: list[tuple[int, int, int, str, float]]
                                               ) -> None:
+    gc.collect()
+    gc.disable()  # as in the test above: nothing of a fork may be left for the cycle collector
+    try:
+        _play_damaged(steps)
+        left = [type(o).__name__ for o in gc.get_objects(generation=0)
+                if type(o) in _PROXY_TYPES]
+    finally:
+        gc.enable()
+    assert left == []
+
+
+def _play_damaged(steps: list[tuple[int, int, int, str, float]]) -> None:
     core = MidRegistrar(Config(mode=Mode.AOR_THROTTLING, upstream=UPSTREAM, local=(US,),
                                min_expires=5), ids=SeededIds(5))
     for i in range(2):
