@@ -46,7 +46,7 @@ from ._invite import (
     InviteServer,
 )
 from ._lookup import Target
-from ._route import record_route_values
+from ._route import record_route_values, server_key
 from ._transactions import ServerTxn, TxnState
 from .sip import Request, Response, make_response, response_bytes
 
@@ -60,12 +60,15 @@ _NEVER: Final = float("inf")
 class ProxyTables:
     """The proxy's live transactions (the core routes responses and timers to them)."""
 
-    __slots__ = ("ctx", "clients", "servers")
+    __slots__ = ("ctx", "clients", "servers", "non_invite")
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.clients: dict[tuple[str, str], ClientTransaction] = {}
         self.servers: dict[tuple[str, ...], InviteServer] = {}
+        # forked non-INVITE requests by ``server_key(request, "")``, which a CANCEL of theirs
+        # shares (§9.2: it has no effect on them, but is answered 200 while they are pending)
+        self.non_invite: dict[tuple[str, ...], ResponseContext] = {}
 
     def arm_client(self, txn: ClientTransaction) -> None:
         """Its heap entry no later than its next deadline (lazy: an earlier one is kept): its
@@ -180,6 +183,8 @@ class ResponseContext:
                 branch.txn = branch.cancel_txn = None
             self.branches = []
             self.server = None
+            if not self.invite:
+                self.tables.non_invite.pop(server_key(self.request, ""), None)
 
     # -- upstream --------------------------------------------------------------------------------
     def send_upstream(self, status: int, data: bytes, now: float) -> list[Action]:
@@ -408,6 +413,7 @@ def start_fork(tables: ProxyTables, request: Request, source: Endpoint, dest: En
         actions.append(trying)
     else:
         context.server = ctx.txns.start_server(key, source, 64 * cfg.t1)
+        tables.non_invite[server_key(request, "")] = context
     # every branch is the same bytes after the start line: our Record-Route, Route and Via go
     # first (each then tops its own kind of header, §16.6 steps 4, 6, 8); only the Request-URI,
     # the Record-Route (per transport / NAT'd contact), the Route and our Via differ

@@ -4,7 +4,8 @@
 # Requests, in order (§16.3 validation, then §16.4-§16.6):
 #   ACK     -> the INVITE server transaction it belongs to (non-2xx: absorbed, §17.2.1), else
 #              relayed by its Route (ACK for a 2xx, end to end), else dropped;
-#   CANCEL  -> 200 and the response context cancels its branches (§16.10); without one,
+#   CANCEL  -> 200 and the response context cancels its branches (§16.10; a forked non-INVITE
+#              is not cancelled, §9.1, but the CANCEL still gets 200, §9.2); without one,
 #              relayed statelessly by its Route (a re-INVITE we relayed so), else 481;
 #   a retransmission of a request we fork -> its server transaction (absorbed / last response);
 #   then CSeq method check (400), Max-Forwards 0 (483), Proxy-Require (420), loop (482: a Via of
@@ -202,14 +203,15 @@ class Proxy:
             resend = ctx.txns.server_retransmission(txn)
             return [resend] if resend is not None else []
         server = self.tables.servers.get(server_key(req, "INVITE"))
-        if server is None:
+        context = server.context if server is not None else self.tables.non_invite.get(
+            server_key(req, ""))  # §9.2: a CANCEL of a forked non-INVITE gets 200, no effect
+        if context is None:
             routed, popped = pop_our_routes(ctx, req)
             if popped or routed.first("route") is not None:
                 # §16.10: no response context (we relayed its INVITE statelessly, in a dialog):
                 # the CANCEL is forwarded statelessly too, by its Route
                 return relay_routed(ctx, routed, source, popped)
             return [ctx.reply(req, source, 481, "Call/Transaction Does Not Exist")]
-        context = server.context
         stamped = stamp_via(req, source)
         ok = ctx.txns.start_server(ckey, source, 64 * ctx.cfg.t1)
         # §9.2: the 200 to the CANCEL and the 487 share their To tag

@@ -284,6 +284,22 @@ def test_non_invite_is_forked_without_cancel() -> None:
     settle(h)
 
 
+def test_cancel_of_a_forked_non_invite_gets_200_and_cancels_nothing() -> None:
+    # §9.1: a non-INVITE is not CANCELled; §9.2: while its transaction exists, the CANCEL is
+    # answered 200 all the same (it used to get 481: no index from CANCEL to a non-INVITE fork)
+    h = aor_harness(2)
+    b1, b2 = branches(h.send(invite(AGG, method="MESSAGE", branch="z9hG4bKm-c")))
+    cancel = invite(AGG, method="CANCEL", branch="z9hG4bKm-c")
+    actions = h.send(cancel)
+    assert statuses(actions) == [200] and sent(actions, "CANCEL") == []
+    assert h.send(cancel) == [r for r in actions if isinstance(r, Reply)]  # retransmission
+    h.respond(b1, 404, tag="a")
+    assert statuses(h.respond(b2, 200, tag="b")) == [200]  # the fork goes on: its best answer
+    settle(h)
+    # once the fork is over, nothing is left to match
+    assert statuses(h.send(cancel)) == [481]
+
+
 def test_non_invite_retransmitted_by_timer_e_and_no_408_on_timeout() -> None:
     h = aor_harness(1)
     start = h.now
