@@ -450,16 +450,40 @@ def _aor_fork(d: Driver) -> None:
 # 5251 and 5252, as in the OpenSIPS traces); the caller on 5290 calls bob through the main
 # registrar; each device's SIPp scenario says how it answers.
 
-def _fork_call(d: Driver, devices: tuple[tuple[str, int | None], tuple[str, int | None]],
-               call: Callable[[], object]) -> None:
-    for (name, pause_ms), port in zip(devices, (5201, 5202), strict=True):
-        d.uas(name, port, {"user": "bob"}, pause_ms=pause_ms)
+@dataclass(frozen=True)
+class Device:
+    """One of bob's devices in a fork trace: a SIPp UAS scenario (``-d pause_ms``, extra keys)
+    or, for ``SILENT``, a bound UDP socket that never answers anything."""
+
+    scenario: str
+    pause_ms: int | None = None
+    keys: Mapping[str, str] = field(default_factory=dict)
+
+
+SILENT = "silent"
+
+
+def _fork_call(d: Driver, devices: tuple[tuple[str, int | None] | Device,
+                                         tuple[str, int | None] | Device],
+               call: Callable[[], object], *, linger: float = 0.0) -> None:
+    """Bob's two devices answer on 5201 and 5202 (registered from 5251 and 5252); ``call``
+    makes the call; ``linger`` seconds pass after it (and after both devices are done) before
+    both un-register."""
+    for device, port in zip(devices, (5201, 5202), strict=True):
+        if not isinstance(device, Device):
+            device = Device(*device)
+        if device.scenario == SILENT:
+            d.raw(port)
+        else:
+            d.uas(device.scenario, port, {"user": "bob", **device.keys},
+                  pause_ms=device.pause_ms)
     for port, ctport in ((5251, "5201"), (5252, "5202")):
         d.sipp("reg_once", port, {"user": "bob", "ctport": ctport, "expires": "60",
                                   "regcseq": "1"}, call_id=f"bob-{ctport}")
     d.sleep(0.5)
     call()
     d.close()  # both devices done (their ACKs seen)
+    d.sleep(linger)
     for port, ctport in ((5251, "5201"), (5252, "5202")):
         d.sipp("reg_once", port, {"user": "bob", "ctport": ctport, "expires": "0",
                                   "regcseq": "2"}, call_id=f"bob-{ctport}")
@@ -527,3 +551,70 @@ def _ct_fork_cancel(d: Driver) -> None:
 def _aor_fork_completed_elsewhere(d: Driver) -> None:
     _fork_call(d, (("uas_answer", 1000), ("uas_ring_cancel", None)),
                lambda: d.caller("bob", 5290, call_id="call-1"))
+
+
+# == Timer C, a CANCEL crossing a 2xx, a non-INVITE fork (i) ================================
+
+@spec("aorthrottle-fork-timer-c",
+      "AOR throttling, Timer C of 2 s: the main registrar's ONE INVITE is forked to bob's two "
+      "devices (i); both ring (180); one rings on and on, the other sends 183 after 1.5 s -- a "
+      "provisional other than 100 resets its branch's Timer C (RFC 3261 §16.7 step 2) -- and "
+      "answers 200 after 3 s; 2 s after its 180 the Timer C of the device that only rang fires "
+      "and we CANCEL that branch (§16.8), it answers 200 and 487, we ACK the 487 and hold it "
+      "(the other branch is pending); the 200 goes upstream at once (§16.7 step 5) and is the "
+      "caller's answer; ACK and BYE follow the Record-Route; both un-register",
+      "aor-throttling", config={"timer_c": "2"}, settle=0.5)
+def _aor_fork_timer_c(d: Driver) -> None:
+    _fork_call(d, (("uas_ring_cancel", None), ("uas_ring_progress_answer", 1500)),
+               lambda: d.caller("bob", 5290, call_id="call-1"))
+
+
+@spec("aorthrottle-fork-timer-c-unanswered",
+      "AOR throttling, Timer C of 2 s, t1=0.1 s: the main registrar's ONE INVITE is forked to "
+      "bob's two devices (i); one rings (180) and never answers, the other never answers at "
+      "all (our INVITE is retransmitted to it, Timer A); when Timer C fires, the branch without "
+      "a provisional counts as 408 -- no CANCEL may be sent before a provisional (RFC 3261 "
+      "§16.8, §9.1) -- and the ringing one is CANCELled (§16.8), answers 200 and 487 and we "
+      "ACK it; both branches done, ONE final goes upstream: the device's 487 (§16.7 step 6: "
+      "both 4xx; of the two we prefer a response received to the 408 we stand in for), which "
+      "the main registrar ACKs; the silent branch's INVITE is retransmitted until Timer B "
+      "(64*T1); both un-register",
+      "aor-throttling", config={"timer_c": "2", "t1": "0.1"}, settle=0.5)
+def _aor_fork_timer_c_unanswered(d: Driver) -> None:
+    # the caller has its 487 about 2 s after the INVITE; Timer B of the silent branch ends 6.4 s
+    # after it: linger until then, so that the un-REGISTERs come after the last retransmission
+    _fork_call(d, (("uas_ring_cancel", None), Device(SILENT)),
+               lambda: d.caller("bob", 5290, call_id="call-1", reject=True), linger=5.0)
+
+
+@spec("aorthrottle-fork-cancel-2xx-race",
+      "AOR throttling: the main registrar's ONE INVITE is forked to bob's two devices (i); "
+      "both ring; the caller CANCELs and the main registrar CANCELs its branch to us, which we "
+      "answer 200 at once while CANCELling both devices (RFC 3261 §16.10); one device's 200 OK "
+      "to the INVITE crosses our CANCEL (it answers the INVITE 200, then the CANCEL 200): a 2xx "
+      "is relayed upstream even after a CANCEL (§16.7 step 5; §9.1: the CANCEL then has no "
+      "effect), the call is up and its ACK and BYE follow the Record-Route end to end; the "
+      "other device answers 200 and 487, which we ACK and keep (a final after the 2xx is not "
+      "relayed); both un-register",
+      "aor-throttling", settle=0.5)
+def _aor_fork_cancel_2xx_race(d: Driver) -> None:
+    _fork_call(d, (("uas_ring_cancel", None), ("uas_answer_crossing_cancel", None)),
+               lambda: d.caller("bob", 5290, call_id="call-1",
+                                scenario_name="uac_invite_cancel_answered", pause_ms=1000))
+
+
+@spec("aorthrottle-fork-message",
+      "AOR throttling, a non-INVITE fork: the main registrar's ONE MESSAGE to the aggregate "
+      "contact is forked to bob's two devices (i), without Record-Route; first MESSAGE: one "
+      "device answers 480 at once and is held, the other's 200 300 ms later goes upstream at "
+      "once (RFC 3261 §16.7 step 5) and the 480 never does; second MESSAGE (same Call-ID, "
+      "CSeq 2): 503 at once, 486 300 ms later: once both are done ONE final goes upstream, "
+      "the 486 (§16.7 step 6: the lowest class, 4xx before the 503); nothing is CANCELled "
+      "or ACKed (non-INVITE); both un-register",
+      "aor-throttling", settle=0.5)
+def _aor_fork_message(d: Driver) -> None:
+    quick = Device("uas_message_unavailable")  # 480, then 503, each at once
+    slow = Device("uas_message_answer_busy", 300)  # 200, then 486, each after 300 ms
+    _fork_call(d, (quick, slow),
+               lambda: d.caller("bob", 5290, call_id="msg-1", scenario_name="uac_message_twice",
+                                pause_ms=500))

@@ -86,14 +86,18 @@ class Driver:
         return proc
 
     def caller(self, user: str, port: int, *, call_id: str, reject: bool = False,
-               cancel_after_ms: int | None = None) -> SippResult:
+               cancel_after_ms: int | None = None, scenario_name: str | None = None,
+               pause_ms: int | None = None) -> SippResult:
         """A caller sending INVITE sip:user@example.test to the main registrar: answered
         (``uac_invite``), rejected (``reject``: ``uac_invite_reject``), or CANCELled by the
-        caller ``cancel_after_ms`` after both devices rang (``uac_invite_cancel``)."""
-        if cancel_after_ms is not None:
+        caller ``cancel_after_ms`` after both devices rang (``uac_invite_cancel``); or any other
+        caller scenario (``scenario_name``, its ``<pause/>`` ``pause_ms`` long)."""
+        if scenario_name is not None:
+            name = scenario_name
+        elif cancel_after_ms is not None:
             name, pause_ms = "uac_invite_cancel", cancel_after_ms
         else:
-            name, pause_ms = ("uac_invite_reject" if reject else "uac_invite"), None
+            name = "uac_invite_reject" if reject else "uac_invite"
         result = run_sipp(scenario(name), self.kamailio.remote, port, {"user": user},
                           workdir=self.workdir, call_id=call_id, pause_ms=pause_ms, timeout=60.0)
         return result.check()
@@ -110,5 +114,12 @@ class Driver:
     def close(self) -> None:
         for proc in self.background:
             proc.wait(timeout=20).check()
+        for phone in self.raws:
+            phone.close()
+
+    def abort(self) -> None:
+        """After a failure: stop the devices still running (by PID) and close the raw phones."""
+        for proc in self.background:
+            proc.stop()
         for phone in self.raws:
             phone.close()

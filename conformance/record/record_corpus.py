@@ -68,6 +68,9 @@ def record(item: Spec, out_dir: Path, workdir: Path) -> tuple[bool, str]:
             item.drive(driver)
             driver.close()
             time.sleep(item.settle)
+        except BaseException:
+            driver.abort()  # no device left running into the next trace
+            raise
         finally:
             rec.stop()
     finally:
