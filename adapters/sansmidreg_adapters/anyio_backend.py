@@ -52,7 +52,10 @@ class AnyioServer:
         self._driver = Driver(core, options)
         self._report = self._driver.report
         self._flows: Flows[_Conn] = Flows(options, self._report)
-        self._udp: dict[int, anyio.abc.UDPSocket] = {}
+        self._udp: dict[int, tuple[anyio.abc.UDPSocket, anyio.Lock]] = {}
+        """By address family: a UDP socket and the lock its writers take (anyio's UDP socket
+        takes one writer at a time and raises BusyResourceError for a second, and we send from
+        every connection's reader, the UDP loop and the timer)."""
         self._stopping: anyio.Event | None = None  # anyio objects need a running event loop
         self._stop_requested = False
         armed = core.next_deadline()  # a core may come with timers already
@@ -114,7 +117,7 @@ class AnyioServer:
                 socks.append(sock)
                 raw = sock.extra(SocketAttribute.raw_socket)
                 size_buffers(raw, self.options.socket_buffer)
-                self._udp.setdefault(family, sock)
+                self._udp.setdefault(family, (sock, anyio.Lock()))
                 port: int = sock.extra(SocketAttribute.local_port)
             else:
                 multi = await anyio.create_tcp_listener(local_host=ep.host, local_port=ep.port)
@@ -182,11 +185,13 @@ class AnyioServer:
     async def _send(self, data: bytes, dest: Endpoint, now: float) -> None:
         self._driver.sent(now, dest, data)
         if dest.transport == "udp":
-            sock = self._udp.get(socket.AF_INET6 if ":" in dest.host else socket.AF_INET)
+            udp = self._udp.get(socket.AF_INET6 if ":" in dest.host else socket.AF_INET)
             try:
-                if sock is None:
+                if udp is None:
                     raise OSError("no UDP listener of that address family")
-                await sock.sendto(data, dest.host, dest.port)
+                sock, lock = udp
+                async with lock:
+                    await sock.sendto(data, dest.host, dest.port)
             except OSError as exc:
                 self._report.limited("udp-send", "cannot send to %s: %s", dest, exc)
             return
