@@ -46,7 +46,9 @@ class TrioServer:
         self._driver = Driver(core, options)
         self._report = self._driver.report
         self._flows: Flows[_Conn] = Flows(options, self._report)
-        self._udp: dict[int, trio.socket.SocketType] = {}
+        # a UDP socket and its writers' lock: trio lets one task at a time wait for a socket
+        # to be writable (BusyResourceError otherwise, when its send buffer is full)
+        self._udp: dict[int, tuple[trio.socket.SocketType, trio.Lock]] = {}
         self._stopping = trio.Event()
         armed = core.next_deadline()  # a core may come with timers already
         self._deadline = math.inf if armed is None else armed
@@ -99,7 +101,7 @@ class TrioServer:
                 socks.append(sock)
                 size_buffers(sock, self.options.socket_buffer)
                 await sock.bind((ep.host, ep.port))
-                self._udp.setdefault(family, sock)
+                self._udp.setdefault(family, (sock, trio.Lock()))
                 port: int = sock.getsockname()[1]
             else:
                 if ep.transport == "tls" and self.options.tls_server is None:
@@ -170,11 +172,13 @@ class TrioServer:
     async def _send(self, data: bytes, dest: Endpoint, now: float) -> None:
         self._driver.sent(now, dest, data)
         if dest.transport == "udp":
-            sock = self._udp.get(socket.AF_INET6 if ":" in dest.host else socket.AF_INET)
+            udp = self._udp.get(socket.AF_INET6 if ":" in dest.host else socket.AF_INET)
             try:
-                if sock is None:
+                if udp is None:
                     raise OSError("no UDP listener of that address family")
-                await sock.sendto(data, (dest.host, dest.port))
+                sock, lock = udp
+                async with lock:
+                    await sock.sendto(data, (dest.host, dest.port))
             except OSError as exc:
                 self._report.limited("udp-send", "cannot send to %s: %s", dest, exc)
             return
