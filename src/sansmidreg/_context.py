@@ -1,10 +1,12 @@
 # The state every part of the core shares (config, ids, location table, transactions, deadline
 # heap, counters) and the small helpers they all need: where a response goes (RFC 3261 §18.2.2,
 # RFC 3581 §4), stamping received/rport on a request's top Via (§18.2.1), our own Via and
-# addresses, and building a locally generated reply.
+# addresses, and building a locally generated reply, whose To tag is a function of the request
+# (reply_tag: a retransmission, which no transaction absorbs, gets the same bytes, §8.2.7).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from hashlib import blake2b
 from typing import TYPE_CHECKING
 
 from ._actions import Endpoint, Reply
@@ -19,7 +21,8 @@ from .sip import Request, Via, make_response, split_list
 if TYPE_CHECKING:
     from ._lookup import Target
 
-__all__ = ["Context", "response_dest", "stamp_via", "stamped_via_line"]
+__all__ = ["Context", "reply_tag", "request_tag", "response_dest", "stamp_via",
+           "stamped_via_line"]
 
 
 def response_dest(via: Via, source: Endpoint) -> Endpoint:
@@ -58,6 +61,24 @@ def stamped_via_line(request: Request, source: Endpoint) -> str | None:
     text = str(changed)
     first = request.get("via") or ""
     return ", ".join([text, *split_list(first)[1:]]) if "," in first else text
+
+
+def reply_tag(branch: str, call_id: str, cseq: str) -> str:
+    """The To tag of a response we generate without a transaction (an absorbed REGISTER, a
+    rejection), from the request's top Via branch and its Call-ID and CSeq values as received:
+    a retransmission (the same request again, e.g. because our answer was lost) gets the same
+    tag, hence the same response (RFC 3261 §8.2.7: a stateless UAS MUST generate the same tag
+    for the same request; §17.2.2). A hash of the request, not an id drawn from
+    the IdSource (DESIGN.md §2.5): blake2b, stable across processes (the builtin hash() of a str
+    is salted per process), so traces replay byte for byte."""
+    text = f"{branch}\n{call_id}\n{cseq}".encode("utf-8", "surrogateescape")
+    return blake2b(text, digest_size=8).hexdigest()
+
+
+def request_tag(req: Request) -> str:
+    """reply_tag of ``req`` (its top Via must parse)."""
+    first = req.first
+    return reply_tag(req.top_via.branch or "", first("call-id") or "", first("cseq") or "")
 
 
 class Context:
@@ -101,9 +122,9 @@ class Context:
     def reply(self, request: Request, source: Endpoint, status: int, reason: str | None = None,
               headers: Iterable[tuple[str, str]] = (), *, stamped: bool = False,
               to_tag: str | None = None) -> Reply:
-        """A locally generated response to ``request`` (a To tag -- ``to_tag``, else a fresh
-        one -- is added when it has none)."""
+        """A locally generated response to ``request`` (a To tag -- ``to_tag``, else
+        ``request_tag``, the same for a retransmission -- is added when it has none)."""
         req = request if stamped else stamp_via(request, source)
-        response = make_response(req, status, reason, to_tag=to_tag or self.ids.token(),
+        response = make_response(req, status, reason, to_tag=to_tag or request_tag(req),
                                  headers=headers)
         return Reply(data=response.serialize(), dest=response_dest(req.top_via, source))

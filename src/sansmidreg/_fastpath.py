@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Final
 
 from ._actions import Action, Endpoint, new_reply
 from ._config import Mode
-from ._register_reply import contact_list_value, reply_tag
+from ._context import reply_tag
+from ._register_reply import contact_list_value
 from .sip import Request
 
 if TYPE_CHECKING:

@@ -10,7 +10,8 @@
 #   CANCELs them too; other finals wait until every branch is done, then the best is chosen
 #   (_fork_response.py). Non-INVITE requests fork the same way but are never CANCELled.
 # - §16.8 Timer C: a branch with a provisional is CANCELled; one without is counted as 408.
-# - §16.10 CANCEL from upstream: every pending branch is CANCELled; a branch that has not
+# - §16.10 CANCEL from upstream: every pending branch is CANCELled (with the upstream CANCEL's
+#   Reason, RFC 3326 §2; after a 2xx: "Call completed elsewhere"); a branch that has not
 #   answered yet cannot be (§9.1): it counts as 487 at once and is CANCELled when its first
 #   provisional arrives. If no final comes 64*T1 after our CANCEL, the branch is abandoned (408).
 # - §17.1.1.3: the ACK for a non-2xx final is ours, built from the INVITE we sent.
@@ -103,7 +104,7 @@ class ForkBranch:
     heap entry of its INVITE client transaction (ProxyTables.arm_client)."""
 
     __slots__ = ("context", "target", "uri", "via", "route", "txn", "final", "provisional",
-                 "cancel_pending", "cancel_txn", "c_at")
+                 "cancel_pending", "cancel_reason", "cancel_txn", "c_at")
 
     def __init__(self, context: ResponseContext, target: Target, uri: str, via: str,
                  route: tuple[str, ...]) -> None:
@@ -116,6 +117,7 @@ class ForkBranch:
         self.final: int | None = None  # the status this branch counts with in the context
         self.provisional = False
         self.cancel_pending = False
+        self.cancel_reason: str | None = None  # the Reason its CANCEL carries (RFC 3326)
         self.cancel_txn: ClientTransaction | None = None
         self.c_at = _NEVER  # Timer C, or after our CANCEL the end of its 64*T1 wait
 
@@ -205,12 +207,13 @@ class ResponseContext:
         assert isinstance(server, ServerTxn)
         return [self.tables.ctx.txns.server_send(server, reply, status, now)]
 
-    def upstream_cancel(self, now: float) -> list[Action]:
-        """A CANCEL for our server transaction arrived (§16.10)."""
+    def upstream_cancel(self, now: float, reason: str | None = None) -> list[Action]:
+        """A CANCEL for our server transaction arrived (§16.10); ``reason``, its Reason value(s),
+        goes into the CANCELs it causes (RFC 3326 §2: a proxy SHOULD copy it)."""
         if self.final_sent or not self.invite:
             return []
         self.cancelled = True
-        return self._cancel_pending(now, None) + self._complete(now)
+        return self._cancel_pending(now, reason) + self._complete(now)
 
     # -- branch events ---------------------------------------------------------------------------
     def goes_nowhere(self, branch: ForkBranch, status: int) -> bool:
@@ -226,7 +229,8 @@ class ResponseContext:
         if status < 200:
             branch.provisional = True
             if branch.cancel_pending and branch.cancel_txn is None:
-                return self._send_cancel(branch, now, None)  # §9.1: now it can be cancelled
+                # §9.1: now it can be cancelled, with the Reason it was to be cancelled for
+                return self._send_cancel(branch, now, branch.cancel_reason)
             if status > 100 and self.invite and not branch.cancel_pending:
                 branch.c_at = now + self.tables.ctx.cfg.timer_c  # §16.7 step 2 (lazy re-arm)
             return []
@@ -301,12 +305,17 @@ class ResponseContext:
         did not copy the request's Vias leaves none once ours is gone; such a response would be
         meant for us and cannot reach the main registrar, so it goes up with the Via lines of
         the request we forwarded (what the device should have echoed, §8.2.6.2)."""
-        if "," not in (response.first("via") or "") and len(response.lines("via")) == 1:
-            repaired = response.pop_via()
-            for value in reversed(self.request.lines("via")):
-                repaired = repaired.push_via(value)
-            return repaired.serialize()
+        if _only_our_via(response):
+            return self._popped(response).serialize()
         return response.serialize_without_top_via()
+
+    def _popped(self, response: Response) -> Response:
+        """``response`` without our Via, the request's Vias restored if it had no other."""
+        popped = response.pop_via()
+        if _only_our_via(response):
+            for value in reversed(self.request.lines("via")):
+                popped = popped.push_via(value)
+        return popped
 
     def _count(self, branch: ForkBranch, status: int) -> None:
         if branch.final is None:
@@ -322,6 +331,7 @@ class ResponseContext:
                     branch.cancel_pending):
                 continue
             branch.cancel_pending = True
+            branch.cancel_reason = reason
             if txn.state is PROCEEDING:
                 actions.extend(self._send_cancel(branch, now, reason))
             else:  # no provisional yet: CANCEL later (§9.1); it counts as terminated now
@@ -362,13 +372,20 @@ class ResponseContext:
         if best.response is None:
             data = make_response(self.request, status, to_tag=self.local_tag()).serialize()
         elif status in (401, 407):
-            data = merge_challenges(best.response, self.candidates).pop_via().serialize()
+            data = self._popped(merge_challenges(best.response, self.candidates)).serialize()
         elif status == 503:  # §16.7 step 6
             status = 500
-            data = best.response.pop_via().with_status(500, "Server Internal Error").serialize()
+            data = self._popped(best.response).with_status(500, "Server Internal Error"
+                                                           ).serialize()
         else:
             data = self._relayed(best.response)
         return self.send_upstream(status, data, now)
+
+
+def _only_our_via(response: Response) -> bool:
+    """Did the device echo only our Via (one value on one line)? (Then nothing upstream could
+    match the response: _relayed and _popped put the request's Vias back.)"""
+    return "," not in (response.first("via") or "") and len(response.lines("via")) == 1
 
 
 def _after_start_line(request: Request, max_forwards: int | None) -> bytes:

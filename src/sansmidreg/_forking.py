@@ -60,6 +60,7 @@ _CSEQ_METHOD: Final = re.compile(
     rb"\r\n[Cc][Ss][Ee][Qq][ \t]*:[ \t]*[0-9]{1,10}[ \t]+([!-~]+)\r\n")
 _TO: Final = re.compile(
     rb"\r\n(?:[Tt][Oo]|[Tt])[ \t]*:[ \t]*([^\r\n]*[^\r\n \t])\r\n(?![ \t])")
+_FOLD: Final = re.compile(r"[ \t]*\r?\n[ \t]+")
 _ANY_VIA: Final = re.compile(rb"\r\n(?:[Vv][Ii][Aa]|[Vv])[ \t]*:")
 _CONTENT_LENGTH: Final = re.compile(
     rb"\r\n(?:[Cc][Oo][Nn][Tt][Ee][Nn][Tt]-[Ll][Ee][Nn][Gg][Tt][Hh]|[Ll])[ \t]*:[ \t]*"
@@ -86,6 +87,14 @@ def _without_our_via(data: bytes, line: int, end: int) -> bytes | None:
     if _ANY_VIA.search(data, stop, end) is None:
         return None  # ours was its only Via: the general path writes the request's (_relayed)
     return data[:line] + data[stop + 2:]
+
+def _reason(req: Request) -> str | None:
+    """The Reason values of a CANCEL, on one line (RFC 3326; folded lines unfolded), or None."""
+    values = [_FOLD.sub(" ", v) for v in req.lines("reason")]
+    if not values or any("\r" in v or "\n" in v for v in values):
+        return None
+    return ", ".join(values)
+
 
 class Proxy:
     """The stateful forking proxy and stateless relay of one MidRegistrar."""
@@ -218,7 +227,7 @@ class Proxy:
         response = make_response(stamped, 200, "OK", to_tag=context.local_tag())
         reply = Reply(data=response.serialize(), dest=response_dest(stamped.top_via, source))
         ctx.txns.server_send(ok, reply, 200, now)
-        return [reply, *context.upstream_cancel(now)]
+        return [reply, *context.upstream_cancel(now, _reason(req))]
 
     # -- responses -------------------------------------------------------------------------------
     def absorb(self, data: bytes, now: float) -> list[Action] | ClientTransaction | None:

@@ -2,13 +2,10 @@
 # bindings (OPENSIPS-BEHAVIOUR.md §1.1 f, §1.2 a/f, §1.3 a/f), the reply relayed to the UA with
 # the UA's own contacts and lifetimes (never the upstream ones, DESIGN.md §5.4), timeouts turned
 # into 408 (RFC 3261 §16.7 step 6 / §17.1.2.2), our own de-REGISTERs (§1.2 e, §1.3 e) with
-# their transaction (retransmitted, DESIGN.md §5.5; failures counted), and the To tag of our
-# answers to the REGISTERs we do not relay (reply_tag: a function of the request, so that a
-# retransmission, which no transaction absorbs, gets the same bytes again, RFC 3261 §17.2.2).
+# their transaction (retransmitted, DESIGN.md §5.5; failures counted).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from hashlib import blake2b
 from typing import TYPE_CHECKING
 
 from ._actions import Action, Drop, Endpoint, Reply
@@ -34,24 +31,7 @@ if TYPE_CHECKING:
     from ._registrar import Registrar
 
 __all__ = ["Deregister", "PendingRegister", "ReqContact", "build_deregister", "contact_list_value",
-           "our_contact_uri", "reply_tag", "request_tag"]
-
-
-def reply_tag(branch: str, call_id: str, cseq: str) -> str:
-    """The To tag of a response we generate for a REGISTER, from its top Via branch and its
-    Call-ID and CSeq values as received: a retransmission (the same request again, e.g. because
-    our 200 was lost) gets the same tag, hence the same response (RFC 3261 §17.2.2), although an
-    absorbed REGISTER leaves no transaction behind. A hash of the request, not an id drawn from
-    the IdSource (DESIGN.md §2.5): blake2b, stable across processes (the builtin hash() of a str
-    is salted per process), so traces replay byte for byte."""
-    text = f"{branch}\n{call_id}\n{cseq}".encode("utf-8", "surrogateescape")
-    return blake2b(text, digest_size=8).hexdigest()
-
-
-def request_tag(req: Request) -> str:
-    """reply_tag of ``req`` (its top Via must parse)."""
-    first = req.first
-    return reply_tag(req.top_via.branch or "", first("call-id") or "", first("cseq") or "")
+           "our_contact_uri"]
 
 
 @dataclass(frozen=True, slots=True)

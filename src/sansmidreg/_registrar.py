@@ -35,7 +35,6 @@ from ._register_reply import (
     build_deregister,
     contact_list_value,
     our_contact_uri,
-    request_tag,
 )
 from ._timers import SELF_TIE_LIMIT
 from ._transactions import ClientTxn
@@ -93,8 +92,7 @@ class Registrar:
             return self._process(req, source, now, key)
         except Reject as rej:
             ctx.stats.rejected[rej.status] += 1
-            return [ctx.reply(req, source, rej.status, rej.reason, rej.headers,
-                              to_tag=request_tag(req))]
+            return [ctx.reply(req, source, rej.status, rej.reason, rej.headers)]
 
     def _process(self, req: Request, source: Endpoint, now: float,
                  key: tuple[str, ...]) -> list[Action]:
@@ -338,8 +336,7 @@ class Registrar:
             headers.append(("Contact", listing))
         if "path" in req.option_tags("supported"):
             headers.extend(("Path", p) for p in self._stored_path(aor, now))
-        return self.ctx.reply(req, source, 200, "OK", headers, stamped=True,
-                              to_tag=request_tag(req))
+        return self.ctx.reply(req, source, 200, "OK", headers, stamped=True)
 
     @staticmethod
     def _stored_path(aor: Aor | None, now: float) -> list[str]:

@@ -39,8 +39,6 @@ def _our_via(branch_data: bytes) -> bytes:
 # =============================================================================================
 # Defects (xfail until fixed)
 # =============================================================================================
-@pytest.mark.xfail(strict=True, reason="upstream CANCEL's Reason is not copied into the "
-                   "CANCELs sent to the branches (ResponseContext.upstream_cancel passes None)")
 def test_upstream_cancel_reason_is_copied_into_the_cancels_it_causes() -> None:
     # RFC 3326 §2: "Proxies generating a CANCEL request upon the reception of a CANCEL from the
     # previous hop that contains a Reason header field SHOULD copy it into the new CANCEL
@@ -58,9 +56,6 @@ def test_upstream_cancel_reason_is_copied_into_the_cancels_it_causes() -> None:
     assert parse_request(later_cancel.data).get("reason") == reason
 
 
-@pytest.mark.xfail(strict=True, reason="a branch that was still silent when the 2xx arrived "
-                   "is CANCELled on its first provisional without the 'Call completed "
-                   "elsewhere' Reason (ResponseContext.on_unrelayed passes None)")
 def test_branch_first_ringing_after_the_2xx_is_cancelled_as_completed_elsewhere() -> None:
     # RFC 3261 §16.7 step 10: on a 2xx the proxy MUST CANCEL every pending branch; RFC 3326 §3.1:
     # that CANCEL carries 'Reason: SIP;cause=200;text="Call completed elsewhere"' so the phone
@@ -76,8 +71,6 @@ def test_branch_first_ringing_after_the_2xx_is_cancelled_as_completed_elsewhere(
     assert parse_request(deferred.data).get("reason") == COMPLETED_ELSEWHERE
 
 
-@pytest.mark.xfail(strict=True, reason="the 100 Trying is built by response_bytes from "
-                   "Via/From/To/Call-ID/CSeq only: a Timestamp is not copied")
 def test_100_trying_copies_the_requests_timestamp() -> None:
     # RFC 3261 §8.2.6.1 (the 100 of §16.2 is built per §8.2.6): "When a 100 (Trying) response
     # is generated, any Timestamp header field present in the request MUST be copied into this
@@ -132,9 +125,6 @@ def test_default_timer_c_is_larger_than_three_minutes() -> None:
     assert config().timer_c > 180.0
 
 
-@pytest.mark.xfail(strict=True, reason="the 401/407 (merge_challenges(...).pop_via()) and "
-                   "503->500 (pop_via().with_status()) paths of ResponseContext._complete skip "
-                   "the Via repair _relayed does: the final goes up with no Via at all")
 @pytest.mark.parametrize("status", [401, 407, 503])
 def test_chosen_final_from_a_device_that_dropped_the_upstream_vias_goes_up_with_them(
         status: int) -> None:
@@ -168,9 +158,6 @@ def test_rport_request_gets_received_even_when_the_host_matches() -> None:
     assert upstream_via.received == "127.0.0.1"
 
 
-@pytest.mark.xfail(strict=True, reason="Context.reply draws a fresh To tag (ids.token()) for "
-                   "every locally generated rejection, so a retransmitted request gets a "
-                   "different response (the registrar uses request_tag, the proxy does not)")
 def test_locally_rejected_request_gets_the_same_to_tag_when_retransmitted() -> None:
     # RFC 3261 §8.2.7 (stateless UAS, which is what a rejection without a server transaction
     # is): "To tags MUST be generated for responses in a stateless manner - in a manner that

@@ -1,7 +1,7 @@
 # Building messages we originate: responses to a request (RFC 3261 §8.2.6.2: Via, From, To,
-# Call-ID and CSeq copied, a To tag added on non-100 responses that lack one) and new requests
-# from header values. The builders emit header lines in the usual order and compute
-# Content-Length. Header values are checked for line breaks (ValueError: local misuse).
+# Call-ID and CSeq copied, and a 100's Timestamp, §8.2.6.1; a To tag added on non-100 responses
+# that lack one) and new requests from header values. The builders emit header lines in the
+# usual order and compute Content-Length. Header values are checked for line breaks (ValueError: local misuse).
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -13,6 +13,7 @@ from ._message import Header, Request, Response, _label, reason_phrase
 __all__ = ["make_request", "make_response", "response_bytes"]
 
 _COPIED = frozenset(("via", "from", "to", "call-id", "cseq"))
+_COPIED_100 = _COPIED | {"timestamp"}  # §8.2.6.1: a 100 copies the request's Timestamp too
 
 
 _LABELS: dict[str, tuple[str, str]] = {}
@@ -31,9 +32,11 @@ def _line(name: str, value: str) -> Header:
     return (known[0], value, f"{known[1]}: {value}")
 
 
-def _copied(request: Request) -> list[Header]:
-    """The header lines a response copies from its request (§8.2.6.2), in order."""
-    return [h for h in request.headers if h[0] in _COPIED]
+def _copied(request: Request, status: int) -> list[Header]:
+    """The header lines a response copies from its request (§8.2.6.2; a 100 also its
+    Timestamp, §8.2.6.1), in order."""
+    names = _COPIED_100 if status == 100 else _COPIED
+    return [h for h in request.headers if h[0] in names]
 
 
 def _has_to_tag(request: Request) -> bool:
@@ -52,7 +55,7 @@ def make_response(request: Request, status: int, reason: str | None = None, *,
     is given, the status is not 100 and the To header has none. ``headers`` come after CSeq, in
     order. Works on requests whose From/To/CSeq do not parse (the lines are copied as they are).
     The wire bytes are computed here (``serialize()`` returns them)."""
-    out = _copied(request)
+    out = _copied(request, status)
     if to_tag is not None and status != 100 and not _has_to_tag(request):
         for i, (key, value, raw) in enumerate(out):
             if key == "to":
@@ -78,7 +81,7 @@ def response_bytes(request: Request, status: int, reason: str) -> bytes:
     a response that adds nothing to what it copies (a 100 Trying, §8.2.6.1)."""
     if "\r" in reason or "\n" in reason:
         raise ValueError(f"reason phrase contains a line break: {reason[:40]!r}")
-    lines = [h[2] for h in _copied(request)]
+    lines = [h[2] for h in _copied(request, status)]
     return "\r\n".join([f"SIP/2.0 {status} {reason}", *lines, "Content-Length: 0", "", ""]
                          ).encode("utf-8", "surrogateescape")
 
