@@ -6,7 +6,8 @@
 #   in O(1) through LocationTable.by_ctid to exactly one live contact.
 # - Aggregate contact (AOR throttling): the user part is the escaped AOR; every live contact of
 #   that AOR is a target, ordered by q (highest first; no q counts as 1.0) and, for equal q, by
-#   the most recent registration first, keeping only contacts whose `methods` allow the request.
+#   the most recent registration first, keeping only contacts whose `methods` allow the request
+#   and one contact per `+sip.instance` (RFC 5626 §5.3: the first of its flows in that order).
 # - Failures: unknown id / AOR, or an expired contact -> 404; an AOR we know with no live contact
 #   -> 480; contacts exist but none accepts the method -> 405 with Allow (OpenSIPS rc -2).
 # - Trust: only the main registrar's host and Config.trusted may make us send requests toward a
@@ -217,8 +218,15 @@ def lookup(ctx: Context, req: Request, now: float) -> list[Target] | Refusal:
     if len(allowed) > 1:
         allowed.sort(key=_order)
     targets = []
+    instances: set[str] = set()
     for c in allowed:
+        details = c.details
+        instance = details[1] if details is not None else None
+        if instance is not None and instance in instances:
+            continue  # RFC 5626 §5.3: one flow per instance (the first in order: the newest)
         target = target_of(ctx, c)
         if target is not None:
             targets.append(target)
+            if instance is not None:
+                instances.add(instance)
     return targets or Refusal(480, "Temporarily Unavailable")

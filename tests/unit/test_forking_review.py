@@ -174,9 +174,6 @@ def test_locally_rejected_request_gets_the_same_to_tag_when_retransmitted() -> N
     assert (hops1.status, hops1.to.tag) == (483, hops2.to.tag)
 
 
-@pytest.mark.xfail(strict=True, reason="lookup() forks to every live contact: two RFC 5626 "
-                   "flows (same +sip.instance, different reg-id) of one device both get the "
-                   "INVITE")
 def test_two_outbound_flows_of_one_instance_get_one_branch() -> None:
     # RFC 5626 §5.3: "The proxy MUST NOT populate the target set with more than one contact
     # with the same AOR and instance-id at a time." (The device would otherwise receive the
