@@ -35,15 +35,23 @@ def response_dest(via: Via, source: Endpoint) -> Endpoint:
     return Endpoint(transport=source.transport, host=source.host, port=port)
 
 
-def stamp_via(request: Request, source: Endpoint) -> Request:
-    """Add ``received`` (sent-by host differs from the packet's source, §18.2.1) and fill in an
-    empty ``rport`` (RFC 3581 §4) on the top Via."""
-    via = request.top_via
+def _stamped(via: Via, source: Endpoint) -> Via:
+    """``via`` with ``received`` added when its sent-by host differs from the packet's source
+    (§18.2.1) or it asks for rport, and an empty ``rport`` filled in (RFC 3581 §4: then received
+    is added "even if it is identical to the value of the sent-by component")."""
     changed = via
-    if via.host != source.host:
+    rport = via.rport == ""
+    if rport or via.host != source.host:
         changed = changed.with_param("received", source.host)
-    if via.rport == "":
+    if rport:
         changed = changed.with_param("rport", str(source.port))
+    return changed
+
+
+def stamp_via(request: Request, source: Endpoint) -> Request:
+    """The request with its top Via stamped (``received``, ``rport``; see _stamped)."""
+    via = request.top_via
+    changed = _stamped(via, source)
     return request if changed is via else request.replace_top_via(changed)
 
 
@@ -51,11 +59,7 @@ def stamped_via_line(request: Request, source: Endpoint) -> str | None:
     """The first Via line's value as stamp_via leaves it, or None when it leaves it alone
     (to write a relayed request in one pass without copying the request first)."""
     via = request.top_via
-    changed = via
-    if via.host != source.host:
-        changed = changed.with_param("received", source.host)
-    if via.rport == "":
-        changed = changed.with_param("rport", str(source.port))
+    changed = _stamped(via, source)
     if changed is via:
         return None
     text = str(changed)

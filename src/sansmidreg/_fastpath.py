@@ -146,11 +146,10 @@ def absorb_fast(reg: Registrar, req: Request, source: Endpoint, now: float) -> l
     stats.registers_absorbed += 1
     # -- the 200 OK of RFC 3261 §10.3 step 8, as Registrar._ok / make_response write it -----------
     rport = via.group(8) is not None
-    if via.group(3) != source.host:  # stamp_via: received (RFC 3261 §18.2.1), rport (RFC 3581)
-        top = f"{top}={source.port};received={source.host}" if rport else (
-            f"{top};received={source.host}")
-    elif rport:
-        top = f"{top}={source.port}"
+    if rport:  # stamp_via: rport and received, even when it equals the sent-by (RFC 3581 §4)
+        top = f"{top}={source.port};received={source.host}"
+    elif via.group(3) != source.host:  # received (RFC 3261 §18.2.1)
+        top = f"{top};received={source.host}"
     else:
         top = None
     token = reply_tag(via.group(6), call_id, get("cseq") or "")  # as request_tag

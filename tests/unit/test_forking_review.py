@@ -143,8 +143,6 @@ def test_chosen_final_from_a_device_that_dropped_the_upstream_vias_goes_up_with_
     assert [v.branch for v in final.vias] == ["z9hG4bKkam-1", "z9hG4bK-caller-1"]
 
 
-@pytest.mark.xfail(strict=True, reason="stamp_via adds received only when the sent-by host "
-                   "differs from the source, also when the Via asked for rport")
 def test_rport_request_gets_received_even_when_the_host_matches() -> None:
     # RFC 3581 §4: with an empty rport the server sets it to the source port and "MUST insert a
     # 'received' parameter containing the source IP address that the request came from, even if
