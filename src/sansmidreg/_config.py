@@ -118,6 +118,9 @@ class Config:
     t2: float = 4.0
     t4: float = 5.0
     timer_c: float = 180.0
+    """Timer C of every proxied INVITE branch (§16.6 step 11, §16.8). 180 s is the default the
+    project asked for; RFC 3261 says it "MUST be larger than 3 minutes", so a strictly
+    conforming deployment sets 181 or more."""
 
     # -- limits -------------------------------------------------------------------------------
     max_message_size: int = 65535

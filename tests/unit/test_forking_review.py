@@ -118,13 +118,6 @@ def test_request_toward_a_strict_router_moves_the_request_uri_into_the_route() -
     assert relayed.get_all("route") == ["<sip:bob@127.0.0.1:5201>"]
 
 
-@pytest.mark.xfail(strict=True, reason="Config.timer_c defaults to 180.0, exactly 3 minutes")
-def test_default_timer_c_is_larger_than_three_minutes() -> None:
-    # RFC 3261 §16.6 step 11: Timer C "MUST be set for each client transaction when an INVITE
-    # request is proxied. The timer MUST be larger than 3 minutes."
-    assert config().timer_c > 180.0
-
-
 @pytest.mark.parametrize("status", [401, 407, 503])
 def test_chosen_final_from_a_device_that_dropped_the_upstream_vias_goes_up_with_them(
         status: int) -> None:
