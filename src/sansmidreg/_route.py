@@ -3,8 +3,10 @@
 # step 4, with RFC 5658 double Record-Route when the two sides use different transports), and
 # the server-transaction key of a request (§17.2.3).
 #
-# A Route naming us is popped (every consecutive one: a double Record-Route puts two). The next
-# hop is then the next Route, else the Request-URI. When the entry we popped carries our
+# A Route naming us is popped (every consecutive one: a double Record-Route puts two); a
+# Request-URI that is one of our Record-Route values (a strict router before us) is replaced by
+# the last Route (§16.4). The next hop is then the next Route -- a strict one (no `lr`) gets the
+# Request-URI swapped into the Route set, §16.6 step 6 -- else the Request-URI. When the entry we popped carries our
 # contact-id parameter (we Record-Routed a branch toward a device behind NAT), and no Route is
 # left, the request goes where the device's registration says (its NAT flow), not to the
 # Request-URI. Stateless branches are a hash of the request's own branch (§16.11), prefixed so
@@ -20,7 +22,7 @@ from typing import Final
 from ._actions import Action, Drop, Endpoint, Reply, SendRequest, Transport
 from ._context import Context, stamp_via
 from ._lookup import is_trusted, target_of, uri_dest
-from .sip import NameAddr, Request, Response, SipParseError, Via
+from .sip import NameAddr, Request, Response, SipParseError, Uri, Via
 
 __all__ = ["STATELESS_PREFIX", "pop_our_routes", "record_route_values", "relay_response",
            "relay_routed", "server_key", "via_dest"]
@@ -69,22 +71,48 @@ def record_route_values(ctx: Context, req: Request, upstream: Endpoint, branch: 
 
 def pop_our_routes(ctx: Context, req: Request) -> tuple[Request, list[NameAddr]]:
     """Remove every leading Route entry that names us; returns the request and what was popped
-    (nothing when the first Route is not ours)."""
+    (nothing when the first Route is not ours). A request from a strict router, whose
+    Request-URI is one of our Record-Route values (no user part, ``lr``, our address), first
+    takes its Request-URI from the last Route (§16.4); that URI of ours then counts as popped."""
     if req.first("route") is None:
         return req, []
     raw = req.values("route")
     routes = req.route
     popped: list[NameAddr] = []
+    try:
+        uri: Uri | None = req.uri
+    except SipParseError:  # not a SIP URI (tel: ...): it is not ours, the Route decides
+        uri = None
+    if uri is not None and not uri.user and uri.param("lr") is not None and _names_us(ctx, uri):
+        popped.append(NameAddr.parse(f"<{req.uri_text}>"))  # §16.4
+        req = req.with_uri(str(routes[-1].uri))
+        raw, routes = raw[:-1], routes[:-1]
+    ours = 0
     for na in routes:
-        uri = na.uri
-        if not uri.is_sip or not ctx.is_us(uri.host, uri.port,
-                                           5061 if uri.scheme == "sips" else 5060):
+        if not _names_us(ctx, na.uri):
             break
         popped.append(na)
+        ours += 1
     if not popped:
         return req, []
-    rest = raw[len(popped):]
+    rest = raw[ours:]
     return req.replace_headers("route", [", ".join(rest)] if rest else []), popped
+
+
+def _names_us(ctx: Context, uri: Uri) -> bool:
+    return uri.is_sip and ctx.is_us(uri.host, uri.port, 5061 if uri.scheme == "sips" else 5060)
+
+
+def _toward_strict_router(req: Request) -> Request:
+    """§16.6 step 6 (a stateless relay too, §16.11): when the first Route has no ``lr``, the
+    next hop is a strict router: the Request-URI goes last into the Route set and the first
+    Route becomes the Request-URI."""
+    routes = req.route
+    if not routes or routes[0].uri.param("lr") is not None:
+        return req
+    raw = req.values("route")
+    rest = [*raw[1:], f"<{req.uri_text}>"]
+    return req.with_uri(str(routes[0].uri)).replace_headers("route", [", ".join(rest)])
 
 
 def _stateless_branch(req: Request) -> str:
@@ -115,7 +143,8 @@ def relay_routed(ctx: Context, req: Request, source: Endpoint,
     routes = req.route
     dest: Endpoint | None = None
     if routes:
-        dest = uri_dest(routes[0].uri)  # loose routing: the next Route is the next hop
+        dest = uri_dest(routes[0].uri)  # the next Route is the next hop (a strict one too)
+        req = _toward_strict_router(req)
     else:
         ctid = _popped_ctid(ctx, popped)
         contact = ctx.table.by_ctid.get(ctid) if ctid is not None else None

@@ -353,6 +353,20 @@ def test_no_record_route_when_disabled() -> None:
     assert parse_request(b1.data).get_all("record-route") == ["<sip:127.0.0.1:5080;lr>"]
 
 
+def test_request_with_a_tel_uri_is_routed_by_its_route() -> None:
+    # a proxy routes by Route whatever the Request-URI's scheme (§16.4, §16.12): a tel: URI
+    # behind a Route naming us goes to the next Route, not a 416 (the §16.4 strict-router check
+    # of the Request-URI must not reject a URI that is not SIP)
+    h = aor_harness(1)
+    msg = invite("tel:+15551234", method="MESSAGE", branch="z9hG4bKtel",
+                 extra=[("Route", "<sip:127.0.0.1:5060;lr>, <sip:127.0.0.1:5333;lr>")])
+    (out,) = sent(h.send(msg), "MESSAGE")
+    assert out.dest == Endpoint(host="127.0.0.1", port=5333)
+    relayed = parse_request(out.data)
+    assert relayed.uri_text == "tel:+15551234"
+    assert relayed.get_all("route") == ["<sip:127.0.0.1:5333;lr>"]
+
+
 def test_loose_routed_in_dialog_request_relayed_statelessly() -> None:
     h = aor_harness(1)
     bye = invite("sip:bob@127.0.0.1:5201", method="BYE", branch="z9hG4bKbye", cseq=2,

@@ -82,9 +82,6 @@ def test_100_trying_copies_the_requests_timestamp() -> None:
     assert trying.get("timestamp") == "54.2"
 
 
-@pytest.mark.xfail(strict=True, reason="a request from a strict router (Request-URI = our "
-                   "Record-Route URI) is relayed with our URI still as its Request-URI "
-                   "(Proxy._initial / relay_routed never apply §16.4)")
 def test_strict_routed_request_takes_its_request_uri_from_the_last_route() -> None:
     # RFC 3261 §16.4: "If the Request-URI contains a value this proxy previously placed into a
     # Record-Route header field, the proxy MUST replace the Request-URI in the request with the
@@ -99,9 +96,6 @@ def test_strict_routed_request_takes_its_request_uri_from_the_last_route() -> No
     assert not relayed.has("route")
 
 
-@pytest.mark.xfail(strict=True, reason="relay_routed sends to the first Route even without "
-                   "lr and leaves the Request-URI alone: a strict-routing next hop gets a "
-                   "request not addressed to it")
 def test_request_toward_a_strict_router_moves_the_request_uri_into_the_route() -> None:
     # RFC 3261 §16.6 step 6 (applied by a stateless relay too, §16.11): "If that URI does not
     # contain an lr parameter, the proxy MUST modify the copy as follows: The proxy MUST place
