@@ -219,8 +219,8 @@ class ResponseContext:
     def goes_nowhere(self, branch: ForkBranch, status: int) -> bool:
         """Would ``on_response`` neither relay nor keep a response with ``status``? (Then
         ``on_unrelayed`` does its work without the response: Proxy.absorb.)"""
-        if status < 200:
-            return status == 100 or self.final_sent or branch.cancel_pending
+        if status < 200:  # §16.7 step 5: every other provisional goes up until the final does
+            return status == 100 or self.final_sent
         return status >= 300 and self.final_sent
 
     def on_unrelayed(self, branch: ForkBranch, status: int, now: float) -> list[Action]:
@@ -244,9 +244,13 @@ class ResponseContext:
         False), given as the bytes to send (our Via removed)."""
         if status < 200:
             branch.provisional = True
-            if self.invite:
+            relayed = self.send_upstream(status, data, now)
+            if branch.cancel_pending:  # Timer C is off; a CANCEL deferred by §9.1 goes now
+                if branch.cancel_txn is None:
+                    relayed.extend(self._send_cancel(branch, now, branch.cancel_reason))
+            elif self.invite:
                 branch.c_at = now + self.tables.ctx.cfg.timer_c  # §16.7 step 2 (lazy re-arm)
-            return self.send_upstream(status, data, now)
+            return relayed
         if branch.final is None:
             branch.final = status
         actions = self.send_upstream(status, data, now)

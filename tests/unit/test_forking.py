@@ -150,6 +150,27 @@ def test_cancel_before_any_provisional_cancels_on_the_first_provisional() -> Non
     settle(h)
 
 
+def test_provisional_of_a_branch_being_cancelled_still_goes_up_until_the_final() -> None:
+    # §16.7 step 5: until a final response is sent upstream, any provisional other than 100 MUST
+    # be forwarded -- also one from a branch we are cancelling; its deferred CANCEL goes too
+    h = aor_harness(3)
+    b1, b2, b3 = branches(call(h, branch="z9hG4bKk-p"))
+    h.respond(b1, 180, tag="a")
+    h.respond(b2, 180, tag="b")
+    cancelled = h.send(invite(AGG, method="CANCEL", branch="z9hG4bKk-p"))
+    assert statuses(cancelled) == [200] and len(sent(cancelled, "CANCEL")) == 2
+    late = h.respond(b3, 183, tag="c")
+    assert statuses(late) == [183]
+    assert [c.dest for c in sent(late, "CANCEL")] == [b3.dest]
+    assert statuses(h.respond(b3, 180, tag="c")) == [180]  # no second CANCEL, no Timer C
+    h.respond(b1, 487, tag="a")
+    # b3 counted as 487 when the CANCEL came (it had not answered, §9.1): b2's 487 completes
+    assert statuses(h.respond(b2, 487, tag="b")) == [487]
+    assert statuses(h.respond(b3, 180, tag="c")) == []  # after the final: nothing goes up
+    assert statuses(h.respond(b3, 487, tag="c")) == []
+    settle(h)
+
+
 def test_cancel_for_unknown_transaction_gets_481() -> None:
     h = aor_harness(1)
     assert statuses(h.send(invite(AGG, method="CANCEL", branch="z9hG4bKnone"))) == [481]
