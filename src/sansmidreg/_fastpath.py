@@ -68,8 +68,8 @@ def absorb_fast(reg: Registrar, req: Request, source: Endpoint, now: float) -> l
     first = headers[0]
     top = first[1] if first[0] == "via" else req.get("via")
     via = _VIA.fullmatch(top or "")
-    values = {k: v for k, v, _ in headers}
-    if via is None or len(values) != len(headers) or not _GENERAL.isdisjoint(values):
+    values = req.single_values()
+    if via is None or values is None or not _GENERAL.isdisjoint(values):
         return None  # no or odd Via, repeated lines (a Via stack too: the general way), Path ...
     get = values.get
     to = _TO.fullmatch(get("to") or "")

@@ -400,3 +400,19 @@ def test_response_bytes_are_make_response_serialized() -> None:
                         b"Call-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n")
     assert isinstance(req, Request)
     assert response_bytes(req, 100, "Trying") == make_response(req, 100, "Trying").serialize()
+
+
+def test_single_values_maps_each_header_once_or_says_none() -> None:
+    head = (b"REGISTER sip:example.test SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\n"
+            b"f: <sip:a@example.test>;tag=1\r\nTo: <sip:a@example.test>\r\nCall-ID: x\r\n"
+            b"CSeq: 1 REGISTER\r\n")
+    plain = parse_message(head + b"Content-Length: 0\r\n\r\n")
+    values = plain.single_values()
+    assert values is not None
+    assert values["from"] == "<sip:a@example.test>;tag=1" and values["cseq"] == "1 REGISTER"
+    assert set(values) == {"via", "from", "to", "call-id", "cseq", "content-length"}
+    twice = parse_message(head + b"Contact: <sip:a@h1>\r\nContact: <sip:a@h2>\r\n"
+                          b"Content-Length: 0\r\n\r\n")
+    assert twice.single_values() is None  # two Contact lines
+    edited = plain.add_header("Contact", "<sip:a@h1>").add_header("Contact", "<sip:a@h2>")
+    assert edited.single_values() is None  # an edited message says the same

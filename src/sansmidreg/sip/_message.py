@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from operator import itemgetter
 from typing import Final, Self
 
@@ -162,6 +163,12 @@ class Message:
 
     def has(self, name: str) -> bool:
         return canonical_name(name) in (self._idx or self._index())
+
+    def single_values(self) -> Mapping[str, str] | None:
+        """Every header key (canonical form) -> its value, when no key has more than one line;
+        else None. (One lookup per header for hot paths; do not modify it.)"""
+        idx = self._idx or self._index()
+        return None if self._rep else idx
 
     # -- typed, cached accessors (raise SipParseError when missing or malformed) ---------------
     def _index(self) -> dict[str, str]:
