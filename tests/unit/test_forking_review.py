@@ -2,9 +2,10 @@
 RFC 3581; RFC 3327/5626 lookup).
 
 Two kinds of tests:
-- defects: marked ``xfail(strict=True)`` with the reason; each fails today and must start
-  passing (then lose its mark) when the defect is fixed;
-- behaviours checked correct that had no test of their own (plain tests).
+- defects the review found: each was written as a strict xfail, failed on the defect, and lost
+  its mark with the fix (strict routing, Reason copying, Via repair, To tags, rport/received,
+  Timestamp, one branch per RFC 5626 instance);
+- behaviours checked correct that had no test of their own.
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def _our_via(branch_data: bytes) -> bytes:
 
 
 # =============================================================================================
-# Defects (xfail until fixed)
+# Defects the review found (each test failed before its fix)
 # =============================================================================================
 def test_upstream_cancel_reason_is_copied_into_the_cancels_it_causes() -> None:
     # RFC 3326 §2: "Proxies generating a CANCEL request upon the reception of a CANCEL from the
