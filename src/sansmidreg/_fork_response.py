@@ -10,7 +10,9 @@
 # - A chosen 401/407 carries every WWW-Authenticate and Proxy-Authenticate value of every 401/407
 #   received, unmodified (step 7).
 # - No response at all (every branch timed out): 408, except for non-INVITE requests, where a
-#   transaction-stateful element must not send 408 (RFC 4320 §4.2): nothing is sent.
+#   transaction-stateful element must not send 408 (RFC 4320 §4.2): a timed-out branch does not
+#   count, the best real answer goes up (a 500 rather than nothing), and with none nothing is
+#   sent.
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -51,10 +53,10 @@ def choose(candidates: Sequence[Candidate], *, cancelled: bool, invite: bool) ->
     if cancelled and invite:
         real = [c for c in candidates if c.status == 487 and c.response is not None]
         return real[0] if real else Candidate(status=487, response=None, order=0)
-    best = min(candidates, key=_rank)
-    if not invite and best.response is None and best.status == 408:
-        return None
-    return best
+    if not invite:  # RFC 4320 §4.2: no 408 of ours; the best answer a device gave, if any
+        answers = [c for c in candidates if c.response is not None]
+        return min(answers, key=_rank) if answers else None
+    return min(candidates, key=_rank)
 
 
 def merge_challenges(best: Response, candidates: Sequence[Candidate]) -> Response:

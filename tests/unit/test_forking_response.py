@@ -55,6 +55,13 @@ def test_non_invite_sends_no_408_when_everything_timed_out() -> None:
     assert pick(synthetic(408, 0), real(404, 1), invite=False) == 404
 
 
+def test_non_invite_timeout_does_not_hide_a_real_answer() -> None:
+    # the 408 we may not send (RFC 4320 §4.2) used to outrank a 5xx a device gave, and then
+    # nothing went up at all
+    assert pick(synthetic(408, 0), real(500, 1), invite=False) == 500
+    assert pick(real(503, 0), synthetic(408, 1), real(486, 2), invite=False) == 486
+
+
 def test_challenges_are_merged_unmodified() -> None:
     www = ("WWW-Authenticate", 'Digest realm="a", nonce="1"')
     proxy = ("Proxy-Authenticate", 'Digest realm="b", nonce="2"')
