@@ -1,14 +1,20 @@
 # Small synchronous helpers shared by the three adapters (sockets, anyio, trio): the options every
 # adapter takes, a connection's identity (Stream) and the flow table (by flow id and by peer,
 # within max_connections), the core calls with their logging (Driver), the log lines a VoIP
-# engineer reads (drops, failed de-REGISTERs, one line per REGISTER at debug, stats), and the
-# Recorder hook (record.py writes it as a conformance trace: serve --record FILE).
+# engineer reads (drops, failed de-REGISTERs, one line per REGISTER at debug, stats), the
+# Recorder hook (record.py writes it as a conformance trace: serve --record FILE), and the check
+# every adapter makes before a UDP send or a new connection (unusable_dest: the network chooses
+# many destinations, e.g. a relayed response's Via, and a socket given port 70000 or a host that
+# is no name raises errors other than OSError).
 #
 # Nothing here does I/O except writing log lines and the trace file; nothing here is async, so the
 # adapters stay independent of each other (STYLE.md point 7).
 from __future__ import annotations
 
+import functools
+import ipaddress
 import logging
+import re
 import socket
 import ssl
 import sys
@@ -41,6 +47,7 @@ __all__ = [
     "format_stats",
     "listen_endpoints",
     "size_buffers",
+    "unusable_dest",
 ]
 
 LOG = logging.getLogger("sansmidreg")
@@ -104,6 +111,28 @@ def size_buffers(sock: _Socket, size: int) -> None:
             sock.setsockopt(socket.SOL_SOCKET, _FORCE[option], size)
         except (KeyError, OSError):  # not Linux, or not privileged: the kernel caps this one
             sock.setsockopt(socket.SOL_SOCKET, option, size)
+
+
+_HOST_NAME: Final = re.compile(
+    r"(?=.{1,253}\Z)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?\Z")
+
+
+@functools.lru_cache(maxsize=4096)
+def unusable_dest(host: str, port: int) -> str | None:
+    """Why a socket cannot take ``host``:``port`` (None: it can): a port outside 1..65535, or a
+    host that is neither an IP address nor a DNS name. The core passes on what the network wrote
+    (a Via's rport or received, a Contact's host), and sockets raise OverflowError, UnicodeError
+    or ValueError for these, which no adapter may let escape (asyncio even closes the UDP
+    transport for them). With this check, a send fails only with OSError."""
+    if not 0 < port < 65536:
+        return f"port {port} out of range"
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not host.isascii() or _HOST_NAME.match(host) is None:
+            return "not an IP address or host name"
+    return None
 
 
 def listen_endpoints(core: MidRegistrar, options: ServerOptions) -> tuple[Endpoint, ...]:

@@ -25,7 +25,7 @@ from sansmidreg import SendUpstream, Transport
 from sansmidreg.sip import KEEPALIVE_PING, SipParseError, StreamFramer
 
 from ._common import Driver, Flows, ListenError, Stream, ServerOptions, describe_bind_error
-from ._common import listen_endpoints, size_buffers
+from ._common import listen_endpoints, size_buffers, unusable_dest
 
 __all__ = ["AnyioServer"]
 
@@ -187,6 +187,9 @@ class AnyioServer:
         if dest.transport == "udp":
             udp = self._udp.get(socket.AF_INET6 if ":" in dest.host else socket.AF_INET)
             try:
+                problem = unusable_dest(dest.host, dest.port)
+                if problem is not None:
+                    raise OSError(problem)
                 if udp is None:
                     raise OSError("no UDP listener of that address family")
                 sock, lock = udp
@@ -229,6 +232,10 @@ class AnyioServer:
                 await anyio.aclose_forcefully(stream)
 
     def _connect(self, dest: Endpoint) -> _Conn | None:
+        problem = unusable_dest(dest.host, dest.port)
+        if problem is not None:
+            self._report.limited("connect", "cannot send to %s: %s", dest, problem)
+            return None
         if self._tg is None or not self._flows.may_connect(dest):
             return None
         conn = _Conn(dest.transport, dest.host, dest.port, self.options.send_queue)

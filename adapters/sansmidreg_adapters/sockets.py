@@ -21,7 +21,7 @@ from sansmidreg import SendUpstream, Transport
 from sansmidreg.sip import KEEPALIVE_PING, SipParseError, StreamFramer
 
 from ._common import Driver, Flows, ListenError, Stream, ServerOptions, describe_bind_error
-from ._common import listen_endpoints, size_buffers
+from ._common import listen_endpoints, size_buffers, unusable_dest
 
 __all__ = ["SocketServer"]
 
@@ -204,6 +204,10 @@ class SocketServer:
         if self._recorder is not None:
             self._recorder.outbound(now, dest, data)
         if dest.transport == "udp":
+            problem = unusable_dest(dest.host, dest.port)
+            if problem is not None:
+                self._report.limited("udp-send", "cannot send to %s: %s", dest, problem)
+                return
             try:  # full send buffer, unreachable: UDP loss, which SIP retransmissions cover
                 self._udp[_V6 if ":" in dest.host else _V4].sendto(data, (dest.host, dest.port))
             except (KeyError, OSError) as exc:
@@ -236,11 +240,24 @@ class SocketServer:
             self._sel.register(sock, _READ, lambda mask, c=conn: self._on_conn(c, mask))
 
     def _connect(self, dest: Endpoint, now: float) -> _Conn | None:
+        problem = unusable_dest(dest.host, dest.port)
+        if problem is not None:
+            self._report.limited("connect", "cannot send to %s: %s", dest, problem)
+            return None
         if not self._flows.may_connect(dest):
             return None
-        sock = socket.socket(_family(dest.host), socket.SOCK_STREAM)
-        sock.setblocking(False)
-        err = sock.connect_ex((dest.host, dest.port))
+        try:  # EMFILE; a host name that does not resolve (gaierror)
+            sock = socket.socket(_family(dest.host), socket.SOCK_STREAM)
+        except OSError as exc:
+            self._report.limited("connect", "cannot connect to %s: %s", dest, exc)
+            return None
+        try:
+            sock.setblocking(False)
+            err = sock.connect_ex((dest.host, dest.port))
+        except OSError as exc:
+            sock.close()
+            self._report.limited("connect", "cannot connect to %s: %s", dest, exc)
+            return None
         conn = _Conn(sock, dest.transport, dest.host, dest.port,
                      self.core.config.max_message_size, now, connecting=True)
         if err not in (0, errno.EINPROGRESS) or not self._flows.open(conn):

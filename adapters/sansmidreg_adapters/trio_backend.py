@@ -21,7 +21,7 @@ from sansmidreg import SendUpstream, Transport
 from sansmidreg.sip import KEEPALIVE_PING, SipParseError, StreamFramer
 
 from ._common import Driver, Flows, ListenError, Stream, ServerOptions, describe_bind_error
-from ._common import listen_endpoints, size_buffers
+from ._common import listen_endpoints, size_buffers, unusable_dest
 
 __all__ = ["TrioServer"]
 
@@ -174,6 +174,9 @@ class TrioServer:
         if dest.transport == "udp":
             udp = self._udp.get(socket.AF_INET6 if ":" in dest.host else socket.AF_INET)
             try:
+                problem = unusable_dest(dest.host, dest.port)
+                if problem is not None:
+                    raise OSError(problem)
                 if udp is None:
                     raise OSError("no UDP listener of that address family")
                 sock, lock = udp
@@ -216,6 +219,10 @@ class TrioServer:
                 await trio.aclose_forcefully(stream)
 
     def _connect(self, dest: Endpoint) -> _Conn | None:
+        problem = unusable_dest(dest.host, dest.port)
+        if problem is not None:
+            self._report.limited("connect", "cannot send to %s: %s", dest, problem)
+            return None
         if self._nursery is None or not self._flows.may_connect(dest):
             return None
         conn = _Conn(dest.transport, dest.host, dest.port, self.options.send_queue)
