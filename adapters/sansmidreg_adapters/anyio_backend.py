@@ -221,7 +221,11 @@ class AnyioServer:
                 self._report.limited("accept", "accept failed: %s", exc)
                 await anyio.sleep(0.1)
                 continue
-            address = stream.extra(SocketAttribute.remote_address)
+            try:  # a peer that reset before we accepted has no address any more
+                address = stream.extra(SocketAttribute.remote_address)
+            except (OSError, anyio.TypedAttributeLookupError):
+                await anyio.aclose_forcefully(stream)
+                continue
             assert isinstance(address, tuple)
             host, port = address[:2]
             conn = _Conn(transport, str(host), int(port), self.options.send_queue)

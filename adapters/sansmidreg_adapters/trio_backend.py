@@ -210,7 +210,11 @@ class TrioServer:
                 continue
             tcp = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
             assert isinstance(tcp, trio.SocketStream)
-            host, port = tcp.socket.getpeername()[:2]
+            try:
+                host, port = tcp.socket.getpeername()[:2]
+            except OSError:  # ENOTCONN: the peer reset before we accepted
+                await trio.aclose_forcefully(stream)
+                continue
             conn = _Conn(transport, host, port, self.options.send_queue)
             if self._flows.open(conn):
                 self._nursery.start_soon(self._connection, stream, conn)
