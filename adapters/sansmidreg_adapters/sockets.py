@@ -4,7 +4,8 @@
 # (ArmTimer / next_deadline) or the next housekeeping tick (idle connections, periodic stats).
 # UDP is read fast: each wake-up loops recvfrom until EAGAIN (bounded batch), with large
 # SO_RCVBUF/SO_SNDBUF. TCP: per-connection StreamFramer, flows by id and by peer (replies and
-# requests reuse connections), non-blocking connects, bounded output buffers, idle cleanup.
+# requests reuse connections), non-blocking connects, bounded output buffers, idle cleanup; a
+# listener whose accept() fails (EMFILE) is not selected for ACCEPT_PAUSE (it stays readable).
 # TLS is not offered here (use the anyio or trio backend). stop() is safe from a signal handler
 # or another thread: it wakes the loop, which flushes queued output (bounded) and closes sockets.
 from __future__ import annotations
@@ -30,6 +31,7 @@ _WRITE: Final = selectors.EVENT_WRITE
 UDP_BATCH: Final = 256  # datagrams per wake-up before other sockets get their turn
 MAX_OUTPUT: Final = 1 << 20  # bytes queued per connection before it is closed as too slow
 TICK: Final = 1.0  # housekeeping period (idle connections, periodic stats)
+ACCEPT_PAUSE: Final = 0.1  # accept() failed (EMFILE...): leave the listener alone this long
 
 
 class _Conn(Stream):
@@ -63,6 +65,10 @@ class SocketServer:
         self._sel = selectors.DefaultSelector()
         self._udp: dict[socket.AddressFamily, socket.socket] = {}
         self._listeners: list[socket.socket] = []
+        self._paused: list[tuple[socket.socket, Callable[[int], None]]] = []
+        """Listeners whose accept() failed (EMFILE): still readable, so not selected (a busy loop
+        otherwise) until ``_resume``."""
+        self._resume = 0.0
         self._deadline = core.next_deadline()
         self._stopping = self._want_stats = False
         self._endpoints: dict[tuple[str, int], Endpoint] = {}
@@ -140,9 +146,15 @@ class SocketServer:
                     self._execute(self._driver.timer(now), now)
                     continue
                 wake = tick if deadline is None or deadline > tick else deadline
+                if self._paused and self._resume < wake:
+                    wake = self._resume
                 for key, mask in select(max(0.0, wake - now)):
                     key.data(mask)
                 now = clock()
+                if self._paused and now >= self._resume:
+                    for listener, on_ready in self._paused:
+                        self._sel.register(listener, _READ, on_ready)
+                    self._paused = []
                 if now >= tick:
                     tick = now + TICK
                     self._sweep(now)
@@ -230,6 +242,9 @@ class SocketServer:
                 return
             except OSError as exc:  # EMFILE and friends: keep serving the others
                 self._report.limited("accept", "accept failed: %s", exc)
+                self._paused.append((listener, self._sel.get_key(listener).data))
+                self._sel.unregister(listener)
+                self._resume = self._clock() + ACCEPT_PAUSE
                 return
             conn = _Conn(sock, transport, addr[0], addr[1], self.core.config.max_message_size,
                          self._clock())
@@ -344,8 +359,10 @@ class SocketServer:
     # -- stopping ---------------------------------------------------------------------------
     def _drain(self) -> None:
         """Stop reading; give queued TCP output up to ``drain_timeout`` to leave."""
+        paused = {listener for listener, _ in self._paused}
         for sock in (*self._listeners, self._wake_r):
-            self._sel.unregister(sock)
+            if sock not in paused:
+                self._sel.unregister(sock)
         end = self._clock() + self.options.drain_timeout
         while any(c.out for c in self._flows) and self._clock() < end:
             for key, mask in self._sel.select(max(0.0, end - self._clock())):
