@@ -7,6 +7,10 @@
 # memory object stream), and one timer task sleeping in a CancelScope whose deadline is the core's
 # one deadline. The core's clock is anyio.current_time(). A connection's reader scope is pushed
 # forward by every complete message (idle cleanup; TLS handshakes are bounded by it too).
+# UDP uses plain non-blocking sockets with anyio.wait_readable/wait_writable, not anyio's
+# UDPSocket: on asyncio that one queues at most 100 received datagrams and silently drops the
+# oldest beyond (a burst of REGISTERs lost whatever SO_RCVBUF held), and it reports send errors
+# to nobody.
 from __future__ import annotations
 
 import math
@@ -24,10 +28,18 @@ from sansmidreg import Action, ArmTimer, Drop, Endpoint, Fork, MidRegistrar, Rep
 from sansmidreg import SendUpstream, Transport
 from sansmidreg.sip import KEEPALIVE_PING, SipParseError, StreamFramer
 
+try:  # anyio >= 4.7
+    from anyio import wait_readable, wait_writable
+except ImportError:  # anyio 4.0 - 4.6: the same, under older names
+    from anyio import wait_socket_readable as wait_readable  # type: ignore[assignment]
+    from anyio import wait_socket_writable as wait_writable  # type: ignore[assignment]
+
 from ._common import Driver, Flows, ListenError, Stream, ServerOptions, describe_bind_error
 from ._common import listen_endpoints, size_buffers, unusable_dest
 
 __all__ = ["AnyioServer"]
+
+UDP_BATCH: Final = 256  # datagrams read per wake-up before the loop waits (and yields) again
 
 _STREAM_ERRORS: Final = (anyio.EndOfStream, anyio.BrokenResourceError,
                          anyio.ClosedResourceError, OSError, ssl.SSLError)
@@ -52,9 +64,9 @@ class AnyioServer:
         self._driver = Driver(core, options)
         self._report = self._driver.report
         self._flows: Flows[_Conn] = Flows(options, self._report)
-        self._udp: dict[int, tuple[anyio.abc.UDPSocket, anyio.Lock]] = {}
-        """By address family: a UDP socket and the lock its writers take (anyio's UDP socket
-        takes one writer at a time and raises BusyResourceError for a second, and we send from
+        self._udp: dict[int, tuple[socket.socket, anyio.Lock]] = {}
+        """By address family: a UDP socket and the lock its writers take (one task at a time
+        may wait for a socket to be writable: BusyResourceError for a second, and we send from
         every connection's reader, the UDP loop and the timer)."""
         self._stopping: anyio.Event | None = None  # anyio objects need a running event loop
         self._stop_requested = False
@@ -79,7 +91,7 @@ class AnyioServer:
         self._stopping = anyio.Event()
         if self._stop_requested:
             self._stopping.set()
-        socks: list[anyio.abc.UDPSocket] = []
+        socks: list[socket.socket] = []
         listeners: list[tuple[anyio.abc.SocketListener, Transport]] = []
         try:
             bound = [await self._bind(ep, socks, listeners)
@@ -100,11 +112,11 @@ class AnyioServer:
                 tg.cancel_scope.cancel()
         finally:
             for sock in socks:
-                await anyio.aclose_forcefully(sock)
+                sock.close()
             for listener, _ in listeners:
                 await anyio.aclose_forcefully(listener)
 
-    async def _bind(self, ep: Endpoint, socks: list[anyio.abc.UDPSocket],
+    async def _bind(self, ep: Endpoint, socks: list[socket.socket],
                     listeners: list[tuple[anyio.abc.SocketListener, Transport]]) -> Endpoint:
         family: Literal[socket.AddressFamily.AF_INET, socket.AddressFamily.AF_INET6] = (
             socket.AF_INET6 if ":" in ep.host else socket.AF_INET)
@@ -112,13 +124,13 @@ class AnyioServer:
             if ep.transport == "tls" and self.options.tls_server is None:
                 raise ListenError(0, f"cannot listen on {ep}: no TLS certificate configured")
             if ep.transport == "udp":
-                sock = await anyio.create_udp_socket(family, local_host=ep.host,
-                                                     local_port=ep.port)
+                sock = socket.socket(family, socket.SOCK_DGRAM)
                 socks.append(sock)
-                raw = sock.extra(SocketAttribute.raw_socket)
-                size_buffers(raw, self.options.socket_buffer)
+                sock.setblocking(False)
+                size_buffers(sock, self.options.socket_buffer)
+                sock.bind((ep.host, ep.port))
                 self._udp.setdefault(family, (sock, anyio.Lock()))
-                port: int = sock.extra(SocketAttribute.local_port)
+                port: int = sock.getsockname()[1]
             else:
                 multi = await anyio.create_tcp_listener(local_host=ep.host, local_port=ep.port)
                 for listener in multi.listeners:
@@ -130,13 +142,18 @@ class AnyioServer:
         return Endpoint(transport=ep.transport, host=ep.host, port=port)
 
     # -- input -------------------------------------------------------------------------------
-    async def _udp_loop(self, sock: anyio.abc.UDPSocket) -> None:
+    async def _udp_loop(self, sock: socket.socket) -> None:
+        recvfrom = sock.recvfrom
         while True:
-            try:
-                data, (host, port) = await sock.receive()
-            except OSError:  # an ICMP error reported on the socket
-                continue
-            await self._deliver(data, Endpoint(host=host, port=port))
+            await wait_readable(sock)
+            for _ in range(UDP_BATCH):
+                try:
+                    data, addr = recvfrom(65536)
+                except BlockingIOError:
+                    break
+                except OSError:  # an ICMP error queued on the socket
+                    continue
+                await self._deliver(data, Endpoint(host=addr[0], port=addr[1]))
 
     async def _deliver(self, data: bytes, source: Endpoint) -> None:
         now = anyio.current_time()
@@ -194,7 +211,12 @@ class AnyioServer:
                     raise OSError("no UDP listener of that address family")
                 sock, lock = udp
                 async with lock:
-                    await sock.sendto(data, dest.host, dest.port)
+                    while True:
+                        try:
+                            sock.sendto(data, (dest.host, dest.port))
+                            break
+                        except BlockingIOError:  # send buffer full
+                            await wait_writable(sock)
             except OSError as exc:
                 self._report.limited("udp-send", "cannot send to %s: %s", dest, exc)
             return
