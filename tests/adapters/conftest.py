@@ -1,21 +1,39 @@
 """Fixtures of the adapter tests: anyio tests run on asyncio and on trio (``anyio_backend``);
 trio tests use ``@pytest.mark.trio`` (pytest-trio, no global trio_mode); a throw-away TLS
-certificate for 127.0.0.1 made with the ``openssl`` command (tests needing it skip without it)."""
+certificate for 127.0.0.1 made with the ``openssl`` command (tests needing it skip without it);
+``backend``, each server backend in turn, and ``peers``, a main registrar and a phone as two
+UDP sockets on 127.0.0.1."""
 
 from __future__ import annotations
 
 import shutil
 import ssl
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from ._support import BACKENDS, Udp
+
 
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def peers() -> Iterator[tuple[Udp, Udp]]:
+    upstream, phone = Udp(), Udp()
+    yield upstream, phone
+    upstream.close()
+    phone.close()
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ from sansmidreg import Endpoint, MidRegistrar
 from sansmidreg_adapters._common import ServerOptions
 
 from ._support import (
-    BACKENDS,
     LISTEN_UDP_TCP,
     LOOPBACK,
     TIMEOUT,
@@ -78,11 +77,6 @@ class World:
     def close(self) -> None:
         self.upstream.close()
         self.phone.close()
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 def run(world: World) -> Iterator[World]:

@@ -9,14 +9,11 @@ from __future__ import annotations
 import socket
 import struct
 import time
-from collections.abc import Iterator
 
-import pytest
 
 from sansmidreg_adapters._common import ServerOptions
 
 from ._support import (
-    BACKENDS,
     LISTEN_UDP_TCP,
     LOOPBACK,
     TIMEOUT,
@@ -29,19 +26,6 @@ from ._support import (
 )
 
 RESETS = 300
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def peers() -> Iterator[tuple[Udp, Udp]]:
-    upstream, phone = Udp(), Udp()
-    yield upstream, phone
-    upstream.close()
-    phone.close()
 
 
 def connect_and_reset(port: int) -> None:

@@ -10,14 +10,13 @@ cannot take is now refused with a log line and the server keeps serving, on ever
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import pytest
 
 from sansmidreg import Config, Endpoint, MidRegistrar, Mode, SeededIds
 from sansmidreg_adapters._common import ServerOptions
 
-from ._support import BACKENDS, LISTEN_UDP_TCP, LOOPBACK, Udp, ok_for, register, serving, status
+from ._support import LISTEN_UDP_TCP, LOOPBACK, Udp, ok_for, register, serving, status
 
 # below our Via (what the core believes is its address: 127.0.0.1:5060), one bad Via each
 BAD_VIAS = (
@@ -38,19 +37,6 @@ def stray_response(via: str, n: int) -> bytes:
         "From: <sip:a@example.test>;tag=1\r\nTo: <sip:b@example.test>;tag=2\r\n"
         f"Call-ID: review-{n}\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n"
     ).encode()
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def peers() -> Iterator[tuple[Udp, Udp]]:
-    upstream, phone = Udp(), Udp()
-    yield upstream, phone
-    upstream.close()
-    phone.close()
 
 
 

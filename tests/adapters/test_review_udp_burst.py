@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from sansmidreg_adapters._common import ServerOptions
 
-from ._support import BACKENDS, LISTEN_UDP_TCP, LOOPBACK, Udp, make_core, register, serving
+from ._support import LISTEN_UDP_TCP, LOOPBACK, Udp, make_core, register, serving
 
 BURST = 3000
 
@@ -29,19 +28,6 @@ def kernel_drops(port: int) -> int:
             if fields[1] == local:
                 return int(fields[-1])
     raise AssertionError(f"no UDP socket on {LOOPBACK}:{port}")
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def peers() -> Iterator[tuple[Udp, Udp]]:
-    upstream, phone = Udp(), Udp()
-    yield upstream, phone
-    upstream.close()
-    phone.close()
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/net/udp")
