@@ -28,11 +28,7 @@ from sansmidreg import Action, ArmTimer, Drop, Endpoint, Fork, MidRegistrar, Rep
 from sansmidreg import SendUpstream, Transport
 from sansmidreg.sip import KEEPALIVE_PING, SipParseError, StreamFramer
 
-try:  # anyio >= 4.7
-    from anyio import wait_readable, wait_writable
-except ImportError:  # anyio 4.0 - 4.6: the same, under older names
-    from anyio import wait_socket_readable as wait_readable  # type: ignore[assignment]
-    from anyio import wait_socket_writable as wait_writable  # type: ignore[assignment]
+from anyio import wait_readable, wait_writable  # anyio >= 4.7 (pyproject.toml)
 
 from ._common import Driver, Flows, ListenError, Stream, ServerOptions, describe_bind_error
 from ._common import listen_endpoints, size_buffers, unusable_dest
