@@ -152,9 +152,12 @@ class PendingRegister:
                 bad = make_response(self.request, 502, "Bad Gateway")
                 return [Drop(reason="bad-upstream-2xx", detail=f"main registrar's 2xx: {exc}"),
                         self._send(bad, now), *self._resume(now)]
-        else:  # 4xx/5xx/6xx: relayed unchanged, bindings untouched (§1.1 g, h)
+        else:  # 4xx/5xx/6xx: relayed unchanged, bindings untouched (§1.1 g, h) -- but a 503
+            # becomes 500 (RFC 3261 §16.7 step 6: the UA must not take it as ours)
             ctx.stats.relayed_failed += 1
             relayed = response.pop_via()
+            if response.status == 503:
+                relayed = relayed.with_status(500, "Server Internal Error")
             actions.extend(self._resume(now))
         self._done()
         actions.append(self._send(relayed, now))

@@ -36,6 +36,7 @@ from ._register_reply import (
     contact_list_value,
     our_contact_uri,
 )
+from ._route import pop_our_routes
 from ._timers import SELF_TIE_LIMIT
 from ._transactions import ClientTxn
 from .sip import Header, NameAddr, Request, SipParseError, Uri
@@ -108,7 +109,8 @@ class Registrar:
             req.uri  # noqa: B018 - Request-URI must parse (416 for other schemes)
             contacts = req.contacts
             header_expires = req.expires
-            require = req.option_tags("require")
+            # §16.3 step 5 / §8.2.2.3: what we must understand, as a proxy and as a registrar
+            require = req.option_tags("require") | req.option_tags("proxy-require")
             path = tuple(str(p) for p in req.path) if req.has("path") else ()
         except SipParseError as exc:
             raise Reject(exc.status, exc.reason) from None
@@ -130,6 +132,7 @@ class Registrar:
             raise Reject(500, "Address Of Record too long")
         aor_key = aor_of(to_uri, use_domain=cfg.use_domain, case_sensitive=cfg.case_sensitive)
         aor = ctx.table.aors.get(aor_key)
+        req, _ = pop_our_routes(ctx, req)  # §16.4: Routes naming us are not relayed upstream
 
         if not contacts:  # binding query (RFC 3261 §10.3 step 8)
             ctx.stats.queries_answered += 1
@@ -166,8 +169,9 @@ class Registrar:
             e_raw = header_expires
         else:
             e_raw = cfg.default_expires
-        if 0 < e_raw < cfg.min_expires and cfg.compat != "opensips":
-            # RFC 3261 §10.3 step 7 (OpenSIPS clamps silently instead)
+        if 0 < e_raw < min(cfg.min_expires, 3600) and cfg.compat != "opensips":
+            # RFC 3261 §10.3 step 7: only below an hour (above, clamping raises it); OpenSIPS
+            # clamps silently instead
             raise Reject(423, "Interval Too Brief", (("Min-Expires", str(cfg.min_expires)),))
         try:
             q = c.q

@@ -210,9 +210,6 @@ def test_upstream_423_retry_with_min_expires_is_accepted(mode: Mode) -> None:
 
 
 # -- RFC 3261 §16.7 step 6: a proxy does not forward a 503 -----------------------------------
-@pytest.mark.xfail(strict=True, reason="PendingRegister.on_response relays every 3xx-6xx "
-                   "unchanged; the forking proxy converts 503 (_fork_context.py), the REGISTER "
-                   "relay does not")
 @pytest.mark.parametrize("mode", list(Mode))
 def test_upstream_503_reaches_the_ua_as_500(mode: Mode) -> None:
     # RFC 3261 §16.7 step 6: "If the only response that was received is a 503, the proxy SHOULD
@@ -226,9 +223,6 @@ def test_upstream_503_reaches_the_ua_as_500(mode: Mode) -> None:
 
 
 # -- RFC 3261 §16.4: our own Route entry is removed before relaying --------------------------
-@pytest.mark.xfail(strict=True, reason="_relayed_bytes copies Route headers; the REGISTER path "
-                   "never calls pop_our_routes (_route.py), so a UA using us as outbound proxy "
-                   "makes the main registrar see a Route pointing back at us")
 @pytest.mark.parametrize("mode", list(Mode))
 def test_register_preloaded_with_our_route_is_relayed_without_it(mode: Mode) -> None:
     # RFC 3261 §16.4: "If the first value in the Route header field indicates this proxy, the
@@ -241,8 +235,6 @@ def test_register_preloaded_with_our_route_is_relayed_without_it(mode: Mode) -> 
 
 
 # -- RFC 3261 §16.3 step 5: Proxy-Require -----------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="Registrar._process checks Require only; Proxy-Require "
-                   "is ignored (the fast path even sends such requests to the general path)")
 @pytest.mark.parametrize("mode", list(Mode))
 def test_register_with_unknown_proxy_require_is_refused_420(mode: Mode) -> None:
     # RFC 3261 §16.3 step 5: a proxy MUST answer 420 (Bad Extension), listing the option-tags in
@@ -256,8 +248,6 @@ def test_register_with_unknown_proxy_require_is_refused_420(mode: Mode) -> None:
 
 
 # -- RFC 3261 §10.3 step 7: 423 only below one hour ------------------------------------------
-@pytest.mark.xfail(strict=True, reason="Registrar._req_contact answers 423 to any interval "
-                   "below min_expires, also to intervals of an hour or more")
 def test_interval_of_an_hour_or_more_is_never_423() -> None:
     # RFC 3261 §10.3 step 7: "If and only if the requested expiration interval is greater than
     # zero AND smaller than one hour AND less than a registrar-configured minimum, the registrar
