@@ -328,18 +328,22 @@ class Registrar:
             up.cseq = max(up.cseq, seq)
         actions.extend(self.enforce_max_contacts(aor, now, bound))
         ctx.stats.registers_absorbed += 1
-        actions.append(self._ok(req, source, aor, now))
+        actions.append(self._ok(req, source, aor, now, path))
         return actions
 
-    def _ok(self, req: Request, source: Endpoint, aor: Aor | None, now: float) -> Reply:
-        """200 OK answered by us, listing every live binding (RFC 3261 §10.3 step 8)."""
+    def _ok(self, req: Request, source: Endpoint, aor: Aor | None, now: float,
+            path: tuple[str, ...] | None = None) -> Reply:
+        """200 OK answered by us, listing every live binding (RFC 3261 §10.3 step 8). With
+        ``Supported: path`` it echoes ``path``, the Path of the REGISTER it answers (RFC 3327
+        §5.3, as a relayed answer does); a query (``path`` None) gets the one stored."""
         req = stamp_via(req, source)
         headers: list[tuple[str, str]] = []
         listing = contact_list_value(aor, now) if aor is not None else ""
         if listing:
             headers.append(("Contact", listing))
         if "path" in req.option_tags("supported"):
-            headers.extend(("Path", p) for p in self._stored_path(aor, now))
+            echoed = self._stored_path(aor, now) if path is None else list(path)
+            headers.extend(("Path", p) for p in echoed)
         return self.ctx.reply(req, source, 200, "OK", headers, stamped=True)
 
     @staticmethod

@@ -103,8 +103,6 @@ def relayed_once(core: MidRegistrar, data: bytes, now: float = 0.0) -> Request:
 # ============================================================================================
 
 # -- RFC 3327 §5.3: the Path a registrar returns is the one of the registration it answers ----
-@pytest.mark.xfail(strict=True, reason="Registrar._ok echoes the Path of the first contact of "
-                   "the AOR that has one (_stored_path), not the Path of the REGISTER absorbed")
 @pytest.mark.parametrize("mode", THROTTLING)
 def test_absorbed_refresh_echoes_its_own_path_not_another_devices(mode: Mode) -> None:
     # RFC 3327 §5.3: the registrar stores the Path with the binding and returns it in the 2xx
