@@ -286,6 +286,13 @@ class PendingRegister:
                     call_id=call_id, cseq=seq,
                     contact_uri=None if con == our_contact_uri(ctx, entry.user, ctid) else con,
                     granted=e_out, refreshed_at=now)
+        if not aggregate:
+            # §10.3 step 8: a 2xx lists every binding of the AOR. A device of ours it no longer
+            # lists has lost its binding upstream (evicted, the registrar restarted): its next
+            # refresh is relayed, not absorbed
+            for contact in aor.contacts:
+                if contact.upstream is not None and contact.ctid not in by_id:
+                    contact.upstream = None
         if aggregate:
             if aor.upstream is None:
                 for contact in aor.contacts:  # nothing upstream reaches them any more

@@ -257,9 +257,6 @@ def test_interval_of_an_hour_or_more_is_never_423() -> None:
 
 
 # -- RFC 3261 §10.3 step 8: a 2xx lists every current binding --------------------------------
-@pytest.mark.xfail(strict=True, reason="PendingRegister._apply_2xx reads the 2xx only for the "
-                   "request's own contact ids; a device the main registrar no longer lists keeps "
-                   "its Upstream and its refreshes stay absorbed")
 def test_contact_throttling_device_missing_from_a_2xx_is_relayed_again() -> None:
     # RFC 3261 §10.3 step 8: the 2xx enumerates all current bindings of the AOR. When the main
     # registrar dropped a device's binding (Asterisk max_contacts=1/remove_existing, Kamailio
