@@ -406,13 +406,17 @@ class Registrar:
 
     def expire(self, contact: Contact, now: float, *, evicted: bool = False) -> list[Action]:
         """A contact leaves without its UA asking: tell the main registrar if it still holds a
-        binding only this contact justified (§1.2 e, §1.3 e). Mirror mode sends nothing."""
+        binding only this contact justified (§1.2 e, §1.3 e). Mirror mode does so only when the
+        main registrar granted more than the device asked (a registrar that raises short
+        intervals instead of answering 423), so that no upstream binding outlives its contact;
+        compat=opensips sends nothing in mirror mode, as OpenSIPS does."""
         ctx = self.ctx
         contact.timer = None
         ctx.table.remove(contact)
         mode = ctx.cfg.mode
         actions: list[Action] = []
-        if mode is Mode.CONTACT_THROTTLING:
+        if mode is Mode.CONTACT_THROTTLING or (
+                mode is Mode.MIRROR and ctx.cfg.compat != "opensips"):
             up = contact.upstream
             if up is not None and up.expires_at > now:
                 actions.append(build_deregister(ctx, up, now, contact))

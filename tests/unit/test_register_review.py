@@ -279,9 +279,6 @@ def test_contact_throttling_device_missing_from_a_2xx_is_relayed_again() -> None
 
 
 # -- mirror: no upstream binding outlives its local contact ----------------------------------
-@pytest.mark.xfail(strict=True, reason="PendingRegister._apply_2xx keeps min(e_in, e_out) "
-                   "locally and mirror mode never de-registers (Registrar.expire): a binding the "
-                   "main registrar granted for longer than asked outlives the local contact")
 def test_mirror_binding_granted_longer_than_asked_does_not_outlive_the_local_contact() -> None:
     # _registrar.py (header): in mirror mode "no upstream binding outlives its local contact";
     # OPENSIPS-BEHAVIOUR.md §1.1 e relies on both copies having the same lifetime. Registrars
