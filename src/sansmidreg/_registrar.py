@@ -440,7 +440,27 @@ class Registrar:
         if contact.expires_at > now:
             self.schedule_expiry(contact)
             return []
+        if self._renewal_in_flight(contact, now):
+            # a relayed REGISTER may renew what our de-REGISTER would remove, and would cross
+            # it on the way (another Call-ID: no CSeq order upstream). Decide once it is
+            # answered: the contact is expired meanwhile (no call, no absorbed refresh reaches
+            # it), and a 2xx revives it under the same contact id.
+            ctid = contact.ctid
+            contact.timer = self.ctx.heap.schedule_self(
+                now + 64 * self.ctx.cfg.t1,
+                ctid if ctid < SELF_TIE_LIMIT else ctid % SELF_TIE_LIMIT, contact)
+            return []
         return self.expire(contact, now)
+
+    def _renewal_in_flight(self, contact: Contact, now: float) -> bool:
+        """Is a relayed REGISTER in flight that would renew the binding ``contact``'s expiry
+        de-registers upstream: the same device's (mirror, contact throttling), or, when it is
+        the AOR's last live contact, any device's of the AOR (AOR throttling)?"""
+        table = self.ctx.table
+        if self.ctx.cfg.mode is Mode.AOR_THROTTLING:
+            aor = table.aors.get(contact.aor)
+            return aor is not None and aor.pending > 0 and not aor.live(now)
+        return (contact.aor, contact.uri) in table.inflight
 
     # -- relay ---------------------------------------------------------------------------------
     def _relay(self, req: Request, source: Endpoint, now: float, key: tuple[str, ...],

@@ -32,6 +32,7 @@ if (_tests := str(Path(__file__).resolve().parents[1])) not in sys.path:
     sys.path.insert(0, _tests)  # tests/ holds the shared simulation harness, tests/sim
 
 from sim import Answer, Network, SimUA
+from sim.mainreg import Behaviour
 from sim.wire import contact_expires, contacts, request, response
 
 BASE = Config(mode=Mode.CONTACT_THROTTLING, outgoing_expires=600, min_expires=5)
@@ -144,10 +145,6 @@ def test_outbound_same_instance_and_reg_id_replaces_the_old_flow(mode: Mode) -> 
 
 
 # -- the invariant: a contact's local expiry must not de-register a binding being renewed -----
-@pytest.mark.xfail(strict=True, reason="Registrar.expire sends the de-REGISTER although a "
-                   "relayed REGISTER of the same binding is in flight; it reaches the main "
-                   "registrar after that REGISTER (other Call-ID: no CSeq check) and removes the "
-                   "binding the REGISTER just renewed")
 def test_contact_expiring_while_its_reboot_register_is_relayed_keeps_the_upstream_binding(
         ) -> None:
     # Contact throttling (OPENSIPS-BEHAVIOUR.md §1.2 e): the de-REGISTER is for a binding nobody
@@ -166,10 +163,6 @@ def test_contact_expiring_while_its_reboot_register_is_relayed_keeps_the_upstrea
     assert net.registrar.live_for(AOR, net.now), "the main registrar lost the renewed binding"
 
 
-@pytest.mark.xfail(strict=True, reason="Registrar.expire de-registers the aggregate when the "
-                   "last contact expires although a relayed REGISTER of the AOR is in flight; "
-                   "PendingRegister._apply_2xx re-creates aor.upstream but the de-REGISTER, sent "
-                   "after it, removes the aggregate at the main registrar")
 def test_aor_last_contact_expiring_while_a_new_device_is_relayed_keeps_the_aggregate() -> None:
     # AOR throttling (§1.3 e): the aggregate is de-registered when the AOR has no device left.
     # A second device's REGISTER (relayed, DESIGN.md §5.2) is in flight when the first
@@ -183,6 +176,29 @@ def test_aor_last_contact_expiring_while_a_new_device_is_relayed_keeps_the_aggre
     net.advance(63.0)
     assert contact_expires(second.last_answer.response, second.contact_uri) == 60
     assert net.registrar.live_for(AOR, net.now), "the main registrar lost the aggregate binding"
+
+
+@pytest.mark.parametrize("mode", THROTTLING)
+def test_expiry_postponed_for_a_relayed_register_that_fails_still_deregisters(
+        mode: Mode) -> None:
+    # the other half of the two tests above: when the REGISTER that postponed an expiry is
+    # refused, the postponed expiry de-registers the binding at the main registrar after all
+    # (nothing local is left to justify it)
+    net = make(mode, latency=0.1)
+    phone = net.ua("alice", 5201)
+    net.send(phone, phone.register(60))
+    net.advance(60.15)
+    net.registrar.expect(Behaviour.FORBIDDEN)
+    other = net.ua("alice", 5202 if mode is Mode.AOR_THROTTLING else 5301,
+                   call_id="after-reboot")
+    uris = None if mode is Mode.AOR_THROTTLING else [f"<{phone.contact_uri}>"]
+    net.send(other, other.register(60, contacts=uris))
+    net.advance(63.0)
+    assert other.last_answer.response.status == 403
+    assert net.registrar.live_for(AOR, net.now), "nothing is sent while it is postponed"
+    net.advance(100.0)  # the postponed expiry: the binding goes
+    assert not net.registrar.live_for(AOR, net.now)
+    assert net.registrar.deregisters
 
 
 # -- RFC 3261 §10.2.8 / §10.3 step 7: a 423 the UA can act on --------------------------------
