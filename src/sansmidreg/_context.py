@@ -89,7 +89,7 @@ class Context:
     """Shared state of one MidRegistrar."""
 
     __slots__ = ("cfg", "ids", "table", "txns", "heap", "stats", "adv", "adv_host_port",
-                 "deregistering", "trusted_hosts", "targets", "_local")
+                 "deregistering", "trusted_hosts", "targets", "upstream_min_expires", "_local")
 
     def __init__(self, cfg: Config, ids: IdSource) -> None:
         self.cfg = cfg
@@ -100,6 +100,9 @@ class Context:
         self.txns = TransactionLayer(self.heap, self.stats)
         self.deregistering: dict[str, ClientTxn] = {}
         """AOR key -> our de-REGISTER of its aggregate binding, while it is in progress."""
+        self.upstream_min_expires = 0
+        """The main registrar's Min-Expires learned from a 423 (throttling modes: the lifetime
+        we ask upstream is then at least this, RFC 3261 §10.2.8)."""
         self.adv = cfg.advertised_endpoint
         host = f"[{self.adv.host}]" if ":" in self.adv.host else self.adv.host
         self.adv_host_port = f"{host}:{self.adv.port}"

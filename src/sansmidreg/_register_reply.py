@@ -156,12 +156,27 @@ class PendingRegister:
             # becomes 500 (RFC 3261 §16.7 step 6: the UA must not take it as ours)
             ctx.stats.relayed_failed += 1
             relayed = response.pop_via()
+            if response.status == 423 and ctx.cfg.mode is not Mode.MIRROR:
+                self._learn_min_expires(response)
             if response.status == 503:
                 relayed = relayed.with_status(500, "Server Internal Error")
             actions.extend(self._resume(now))
         self._done()
         actions.append(self._send(relayed, now))
         return actions
+
+    def _learn_min_expires(self, response: Response) -> None:
+        """A 423 to a lifetime we chose (throttling modes, outgoing_expires): ask at least its
+        Min-Expires from now on, so that the UA's retry, relayed, is accepted (RFC 3261
+        §10.2.8). The 423 itself goes to the UA as it came. An unreadable or absurd value (over
+        a week) is not learned."""
+        ctx = self.registrar.ctx
+        try:
+            minimum = response.min_expires
+        except SipParseError:
+            return
+        if minimum is not None and ctx.upstream_min_expires < minimum <= 7 * 86400:
+            ctx.upstream_min_expires = minimum
 
     def _resume(self, now: float) -> list[Action]:
         """This REGISTER failed: finish the de-REGISTER it interrupted, unless the AOR got a

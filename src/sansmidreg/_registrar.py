@@ -474,7 +474,7 @@ class Registrar:
         via_line = stamped_via_line(req, source)  # received/rport (RFC 3261 §18.2.1, RFC 3581)
         aor = ctx.table.get_or_create(aor_key)
         mode = cfg.mode
-        out = cfg.outgoing_expires
+        out = max(cfg.outgoing_expires, ctx.upstream_min_expires)
         raw_mirror = cfg.compat == "opensips"  # OpenSIPS relays the UA's unclamped lifetimes
         up_dest = cfg.upstream
         tparam = ctx.transport_param(up_dest)

@@ -202,9 +202,6 @@ def test_expiry_postponed_for_a_relayed_register_that_fails_still_deregisters(
 
 
 # -- RFC 3261 §10.2.8 / §10.3 step 7: a 423 the UA can act on --------------------------------
-@pytest.mark.xfail(strict=True, reason="the main registrar's 423 is relayed unchanged while the "
-                   "upstream lifetime is always outgoing_expires (_relay): the UA's retry with "
-                   "the Min-Expires it was given gets the same 423 forever")
 @pytest.mark.parametrize("mode", THROTTLING)
 def test_upstream_423_retry_with_min_expires_is_accepted(mode: Mode) -> None:
     # RFC 3261 §10.2.8: after a 423 the UA retries with an interval >= Min-Expires. In the
