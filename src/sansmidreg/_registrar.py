@@ -111,6 +111,7 @@ class Registrar:
             header_expires = req.expires
             # §16.3 step 5 / §8.2.2.3: what we must understand, as a proxy and as a registrar
             require = req.option_tags("require") | req.option_tags("proxy-require")
+            req.option_tags("supported")  # read by the answer (Path echo): checked before state
             path = tuple(str(p) for p in req.path) if req.has("path") else ()
         except SipParseError as exc:
             raise Reject(exc.status, exc.reason) from None

@@ -201,6 +201,23 @@ def test_expiry_postponed_for_a_relayed_register_that_fails_still_deregisters(
     assert net.registrar.deregisters
 
 
+def test_refresh_with_a_malformed_supported_is_refused_without_touching_the_binding() -> None:
+    # found by test_registrar_fuzz: an absorbable refresh whose Supported header does not parse
+    # was absorbed (its Path and CSeq stored) and only then refused, when its answer looked for
+    # "path" in Supported; every header the answer reads is now checked before any state
+    net = make()
+    ua = net.ua("alice", 5201)
+    assert register(net, ua, 300).response.status == 200
+    table = net.core._ctx.table
+    before = [(c.uri, c.cseq, c.path, c.expires_at) for c in table.aors["alice"].contacts]
+    net.advance(10.0)
+    answer = register(net, ua, 300, path=["<sip:edge.test;lr>"],
+                      extra_headers=[("Supported", ',"')]).response
+    assert answer.status == 400
+    after = [(c.uri, c.cseq, c.path, c.expires_at) for c in table.aors["alice"].contacts]
+    assert after == before
+
+
 # -- RFC 3261 §10.2.8 / §10.3 step 7: a 423 the UA can act on --------------------------------
 @pytest.mark.parametrize("mode", THROTTLING)
 def test_upstream_423_retry_with_min_expires_is_accepted(mode: Mode) -> None:
