@@ -294,6 +294,7 @@ class PendingRegister:
             found.source = self.source
             registrar.refresh(found, entry, e_local, call_id, seq, now, self.path)
             bound.append(found)
+            actions.extend(registrar.replace_flows(aor, found, now))  # RFC 5626 §6
             if rc is not None:
                 con = str(rc.uri)
                 found.upstream = Upstream(

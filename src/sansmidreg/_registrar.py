@@ -325,6 +325,7 @@ class Registrar:
             contact = self.insert(aor, entry, source, ctx.ids.contact_id(), now)
             self.refresh(contact, entry, min(entry.e_in, up.granted), call_id, seq, now, path)
             bound.append(contact)
+            actions.extend(self.replace_flows(aor, contact, now))
         if up is not None and up.call_id == call_id:
             up.cseq = max(up.cseq, seq)
         actions.extend(self.enforce_max_contacts(aor, now, bound))
@@ -366,6 +367,21 @@ class Registrar:
         contact.registered_at = now
         table.add(aor, contact)
         return contact
+
+    def replace_flows(self, aor: Aor, contact: Contact, now: float) -> list[Action]:
+        """RFC 5626 §6: ``contact``, bound with a +sip.instance and a reg-id, replaces every
+        other binding of the AOR with the same two (the device's new flow after a NAT rebinding
+        or an address change): those end as if they expired, so the main registrar loses their
+        bindings too (mirror, contact throttling)."""
+        instance, reg_id = contact.instance, contact.reg_id
+        if instance is None or reg_id is None:
+            return []
+        stale = [c for c in aor.contacts if c is not contact and c.reg_id == reg_id
+                 and c.instance == instance]
+        actions: list[Action] = []
+        for old in stale:
+            actions.extend(self.expire(old, now))
+        return actions
 
     def refresh(self, contact: Contact, entry: ReqContact, lifetime: int, call_id: str, seq: int,
                 now: float, path: tuple[str, ...]) -> None:

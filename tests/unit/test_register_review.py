@@ -122,9 +122,6 @@ def test_absorbed_refresh_echoes_its_own_path_not_another_devices(mode: Mode) ->
 
 
 # -- RFC 5626 §6: same AOR + instance-id + reg-id replaces the old flow -----------------------
-@pytest.mark.xfail(strict=True, reason="Registrar._match compares Contact URIs only; a new flow "
-                   "of the same +sip.instance/reg-id is added beside the stale one, locally and "
-                   "(mirror, contact throttling) at the main registrar under a new contact id")
 @pytest.mark.parametrize("mode", list(Mode))
 def test_outbound_same_instance_and_reg_id_replaces_the_old_flow(mode: Mode) -> None:
     # RFC 5626 §6: a REGISTER whose Contact carries the +sip.instance and reg-id of an existing
