@@ -13,7 +13,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from sansmidreg import (
     Action,
@@ -30,7 +30,7 @@ from sansmidreg import (
 )
 
 from .mainreg import SimMainRegistrar
-from .ua import SimUA
+from .ua import Answer, SimUA
 
 __all__ = ["Input", "Network", "replay"]
 
@@ -96,6 +96,15 @@ class Network:
         self._deliver_to_core(data, ua.endpoint)
         if self.retransmit if retransmit is None else retransmit:
             self._arm_ua_timer(ua, ua.last_branch, self.config.t1, self.now)
+
+    def register(self, ua: SimUA, expires: int | None = 60, **kwargs: Any) -> Answer:
+        """``ua`` sends a REGISTER (keyword arguments go to SimUA.register); the network runs
+        until it is answered (a few round trips); its final answer. AssertionError if none."""
+        before = len(ua.answers)
+        self.send(ua, ua.register(expires, **kwargs))
+        self.settle(0.1 + 4 * self.latency)
+        assert len(ua.answers) > before, "no final response"
+        return ua.last_answer
 
     def inject(self, data: bytes, source: Endpoint) -> list[Action]:
         """Feed bytes to the core right now (no UA, no latency); the actions are executed."""

@@ -15,7 +15,7 @@ from sansmidreg import Config, Mode
 if (_tests := str(Path(__file__).resolve().parents[1])) not in sys.path:
     sys.path.insert(0, _tests)  # tests/ holds the shared simulation harness, tests/sim
 
-from sim import Answer, Behaviour, Network, SimUA
+from sim import Behaviour, Network, SimUA
 from sim.wire import contact_expires, contacts
 
 BASE = Config(mode=Mode.AOR_THROTTLING, outgoing_expires=600, min_expires=5)
@@ -27,19 +27,12 @@ def make(**overrides: Any) -> Network:
     return Network(dataclasses.replace(BASE, **overrides))
 
 
-def register(net: Network, ua: SimUA, expires: int | None = 60, **kwargs: Any) -> Answer:
-    before = len(ua.answers)
-    net.send(ua, ua.register(expires, **kwargs))
-    net.settle(0.1)
-    assert len(ua.answers) > before, "no final response"
-    return ua.last_answer
-
 
 def two_devices(net: Network, a_expires: int = 60, b_expires: int = 120) -> tuple[SimUA, SimUA]:
     a = net.ua("alice", 5201)
     b = net.ua("alice", 5202)
-    register(net, a, a_expires)
-    register(net, b, b_expires)
+    net.register(a, a_expires)
+    net.register(b, b_expires)
     return a, b
 
 
@@ -47,7 +40,7 @@ def two_devices(net: Network, a_expires: int = 60, b_expires: int = 120) -> tupl
 def test_aor_throttling_first_register_relays_one_aggregate_contact() -> None:
     net = make()
     ua = net.ua("alice", 5201)
-    reply = register(net, ua, 60).response
+    reply = net.register(ua, 60).response
     (seen,) = net.registrar.relayed
     # with an Expires header, the aggregate carries no ;expires and the header says 600 (§1.3 a)
     assert contacts(seen.request) == [(AGG, None)]
@@ -60,7 +53,7 @@ def test_aor_throttling_first_register_relays_one_aggregate_contact() -> None:
 def test_aor_throttling_first_register_without_expires_header_puts_it_on_the_contact() -> None:
     net = make()
     ua = net.ua("alice", 5201)
-    register(net, ua, 60, style="param")
+    net.register(ua, 60, style="param")
     (seen,) = net.registrar.relayed
     assert contacts(seen.request) == [(AGG, "600")]
     assert not seen.request.has("expires")
@@ -69,7 +62,7 @@ def test_aor_throttling_first_register_without_expires_header_puts_it_on_the_con
 def test_aor_throttling_aggregate_contact_with_use_domain_escapes_the_at() -> None:
     net = make(use_domain=True)
     ua = net.ua("alice", 5201)
-    register(net, ua, 60)
+    net.register(ua, 60)
     (uri, _), = contacts(net.registrar.relayed[0].request)
     assert uri == f"sip:alice%40example.test@{US}"
 
@@ -77,7 +70,7 @@ def test_aor_throttling_aggregate_contact_with_use_domain_escapes_the_at() -> No
 def test_aor_throttling_aggregate_contact_with_custom_at_escape() -> None:
     net = make(use_domain=True, at_escape="-at-")
     ua = net.ua("alice", 5201)
-    reply = register(net, ua, 60).response
+    reply = net.register(ua, 60).response
     (uri, _), = contacts(net.registrar.relayed[0].request)
     assert uri == f"sip:alice-at-example.test@{US}"
     assert contacts(reply) == [(ua.contact_uri, "60")]  # the 2xx found its aggregate
@@ -86,7 +79,7 @@ def test_aor_throttling_aggregate_contact_with_custom_at_escape() -> None:
 def test_aor_throttling_several_contacts_become_one_aggregate() -> None:
     net = make()
     ua = net.ua("alice", 5201)
-    reply = register(net, ua, 60, contacts=[f"<{ua.contact_uri}>", "<sip:alice@127.0.0.1:5209>"]
+    reply = net.register(ua, 60, contacts=[f"<{ua.contact_uri}>", "<sip:alice@127.0.0.1:5209>"]
                      ).response
     assert contacts(net.registrar.relayed[0].request) == [(AGG, None)]
     assert len(contacts(reply)) == 2
@@ -98,7 +91,7 @@ def test_aor_throttling_2xx_local_lifetime_is_min_of_asked_and_granted() -> None
     net.registrar.expect(Behaviour.SHORTEN)
     net.registrar.shorten_to = 45
     ua = net.ua("alice", 5201)
-    reply = register(net, ua, 60).response
+    reply = net.register(ua, 60).response
     assert contacts(reply) == [(ua.contact_uri, "45")]
 
 
@@ -106,7 +99,7 @@ def test_aor_throttling_2xx_strips_main_registrar_expires_and_foreign_contacts()
     net = make()
     net.registrar.add_foreign("alice@example.test", "sip:alice@198.51.100.7:5060", 900, 0.0)
     ua = net.ua("alice", 5201)
-    reply = register(net, ua, 60).response
+    reply = net.register(ua, 60).response
     assert contacts(reply) == [(ua.contact_uri, "60")]
     assert not reply.has("expires")
 
@@ -115,7 +108,7 @@ def test_aor_throttling_compat_2xx_keeps_main_registrar_expires_header() -> None
     # OpenSIPS leaves MainReg's Expires in mode 2 (issues #1845, #2680); compat replays that
     net = make(compat="opensips")
     ua = net.ua("alice", 5201)
-    reply = register(net, ua, 60).response
+    reply = net.register(ua, 60).response
     assert reply.get("expires") == "3600"
     assert contacts(reply) == [(ua.contact_uri, "60")]
 
@@ -124,7 +117,7 @@ def test_aor_throttling_2xx_lists_every_live_device() -> None:
     net = make()
     a, b = two_devices(net)
     net.advance(10.0)
-    reply = register(net, a, 60).response
+    reply = net.register(a, 60).response
     assert sorted(contacts(reply)) == sorted([(a.contact_uri, "60"), (b.contact_uri, "110")])
 
 
@@ -133,7 +126,7 @@ def test_aor_throttling_refresh_inside_window_is_absorbed() -> None:
     net = make()
     a, b = two_devices(net)
     net.advance(30.0)
-    reply = register(net, a, 60).response
+    reply = net.register(a, 60).response
     assert len(net.registrar.relayed) == 2
     assert sorted(contacts(reply)) == sorted([(a.contact_uri, "60"), (b.contact_uri, "90")])
     assert net.core.stats().registers_absorbed == 1
@@ -142,10 +135,10 @@ def test_aor_throttling_refresh_inside_window_is_absorbed() -> None:
 def test_aor_throttling_refresh_outside_window_is_relayed() -> None:
     net = make()
     a = net.ua("alice", 5201)
-    register(net, a, 60)
+    net.register(a, 60)
     for t in range(50, 600, 50):
         net.advance(float(t))
-        register(net, a, 60)
+        net.register(a, 60)
     relayed = net.registrar.relayed
     assert [s.at for s in relayed] == [0.0, 550.0]  # 550 + 60 >= 600
     assert contacts(relayed[1].request) == [(AGG, None)]
@@ -155,11 +148,11 @@ def test_aor_throttling_new_device_is_relayed() -> None:
     # DESIGN.md §5.2: a device unknown to us is authenticated upstream
     net = make()
     a = net.ua("alice", 5201)
-    register(net, a, 60)
+    net.register(a, 60)
     b = net.ua("alice", 5202)
     net.advance(5.0)
     net.registrar.expect(Behaviour.CHALLENGE)
-    reply = register(net, b, 60).response
+    reply = net.register(b, 60).response
     assert [x.response.status for x in b.answers] == [401, 200]
     assert len(net.registrar.relayed) == 3
     assert contact_expires(reply, b.contact_uri) == 60
@@ -169,10 +162,10 @@ def test_aor_throttling_compat_new_device_is_absorbed() -> None:
     # OpenSIPS absorbs a new device without the main registrar seeing it (#2536, #3193)
     net = make(compat="opensips")
     a = net.ua("alice", 5201)
-    register(net, a, 60)
+    net.register(a, 60)
     b = net.ua("alice", 5202)
     net.advance(5.0)
-    reply = register(net, b, 60).response
+    reply = net.register(b, 60).response
     assert len(net.registrar.relayed) == 1
     assert contact_expires(reply, b.contact_uri) == 60
 
@@ -183,9 +176,9 @@ def test_aor_throttling_conservative_window_forwards_when_any_contact_would_outl
     a, b = two_devices(net, 60, 500)
     for t in (50.0, 100.0, 150.0, 199.0):
         net.advance(t)
-        register(net, a, 60)  # absorbed: A stays well inside the window
+        net.register(a, 60)  # absorbed: A stays well inside the window
     net.advance(200.0)
-    register(net, b, 500)
+    net.register(b, 500)
     assert len(net.registrar.relayed) == 3 and net.registrar.relayed[-1].at == 200.0
 
 
@@ -195,13 +188,13 @@ def test_aor_throttling_compat_max_diff_window_absorbs_and_can_outlive_upstream(
     net = make(compat="opensips")
     a = net.ua("alice", 5201)
     b = net.ua("alice", 5202)
-    register(net, a, 60)
-    register(net, b, 500)  # absorbed: a new device (compat)
+    net.register(a, 60)
+    net.register(b, 500)  # absorbed: a new device (compat)
     for t in (50.0, 100.0, 150.0, 199.0):
         net.advance(t)
-        register(net, a, 60)
+        net.register(a, 60)
     net.advance(200.0)
-    reply = register(net, b, 500).response
+    reply = net.register(b, 500).response
     assert len(net.registrar.relayed) == 1
     assert contact_expires(reply, b.contact_uri) == 500
     (binding,) = net.registrar.live(net.now)
@@ -213,7 +206,7 @@ def test_aor_throttling_unregister_of_non_last_contact_is_absorbed() -> None:
     net = make()
     a, b = two_devices(net)
     net.advance(10.0)
-    reply = register(net, a, 0).response
+    reply = net.register(a, 0).response
     assert len(net.registrar.relayed) == 2
     assert contacts(reply) == [(b.contact_uri, "110")]
     assert len(net.registrar.live(net.now)) == 1  # the aggregate stays
@@ -222,9 +215,9 @@ def test_aor_throttling_unregister_of_non_last_contact_is_absorbed() -> None:
 def test_aor_throttling_unregister_of_last_contact_is_relayed_with_expires_zero() -> None:
     net = make()
     a = net.ua("alice", 5201)
-    register(net, a, 60)
+    net.register(a, 60)
     net.advance(10.0)
-    reply = register(net, a, 0, style="param").response
+    reply = net.register(a, 0, style="param").response
     seen = net.registrar.relayed[-1].request
     assert contacts(seen) == [(AGG, "0")]
     assert contacts(reply) == []
@@ -236,9 +229,9 @@ def test_aor_throttling_unregister_of_last_contact_is_relayed_with_expires_zero(
 def test_aor_throttling_unregister_header_zero_of_last_contact_sets_expires_header_zero() -> None:
     net = make()
     a = net.ua("alice", 5201)
-    register(net, a, 60)
+    net.register(a, 60)
     net.advance(10.0)
-    register(net, a, 0, style="header")
+    net.register(a, 0, style="header")
     seen = net.registrar.relayed[-1].request
     assert contacts(seen) == [(AGG, None)] and seen.get("expires") == "0"
     assert net.registrar.live(net.now) == []
@@ -249,7 +242,7 @@ def test_aor_throttling_unregister_of_all_of_two_contacts_is_relayed() -> None:
     net = make()
     a, b = two_devices(net)
     net.advance(10.0)
-    reply = register(net, a, 0, contacts=[f"<{a.contact_uri}>", f"<{b.contact_uri}>"]).response
+    reply = net.register(a, 0, contacts=[f"<{a.contact_uri}>", f"<{b.contact_uri}>"]).response
     assert len(net.registrar.relayed) == 3
     assert contacts(reply) == [] and net.registrar.live(net.now) == []
 
@@ -258,7 +251,7 @@ def test_aor_throttling_star_is_relayed_and_clears_every_device() -> None:
     net = make()
     a, _ = two_devices(net)
     net.advance(10.0)
-    reply = register(net, a, 0, star=True).response
+    reply = net.register(a, 0, star=True).response
     seen = net.registrar.relayed[-1].request
     assert seen.get("contact") == "*"
     assert contacts(reply) == []
@@ -271,7 +264,7 @@ def test_aor_throttling_query_lists_every_device() -> None:
     net = make()
     a, b = two_devices(net)
     net.advance(5.0)
-    reply = register(net, net.ua("alice", 5299), None, query=True).response
+    reply = net.register(net.ua("alice", 5299), None, query=True).response
     assert sorted(contacts(reply)) == sorted([(a.contact_uri, "55"), (b.contact_uri, "115")])
     assert len(net.registrar.seen) == 2
 
@@ -289,7 +282,7 @@ def test_aor_throttling_expiry_of_last_contact_deregisters_the_aggregate() -> No
     net = make()
     _, b = two_devices(net)
     net.advance(30.0)
-    register(net, b, 120, cseq=7)  # absorbed; B's Call-ID was the last relayed one
+    net.register(b, 120, cseq=7)  # absorbed; B's Call-ID was the last relayed one
     net.advance(149.999)
     assert net.registrar.deregisters == []
     net.advance(150.0)
@@ -305,7 +298,7 @@ def test_aor_throttling_expiry_of_last_contact_deregisters_the_aggregate() -> No
 def test_aor_throttling_deregister_failure_is_counted() -> None:
     net = make()
     a = net.ua("alice", 5201)
-    register(net, a, 60)
+    net.register(a, 60)
     net.registrar.expect_deregister(Behaviour.FORBIDDEN)
     net.advance(60.0)
     assert net.core.stats().deregisters_failed == 1
@@ -317,8 +310,8 @@ def test_aor_throttling_error_is_relayed_without_local_change() -> None:
     a, b = two_devices(net)
     c = net.ua("alice", 5203)
     net.registrar.expect(Behaviour.FORBIDDEN)
-    assert register(net, c, 60).response.status == 403
-    reply = register(net, net.ua("alice", 5299), None, query=True).response
+    assert net.register(c, 60).response.status == 403
+    reply = net.register(net.ua("alice", 5299), None, query=True).response
     assert sorted(u for u, _ in contacts(reply)) == sorted([a.contact_uri, b.contact_uri])
 
 
@@ -336,15 +329,15 @@ def test_aor_throttling_timeout_gives_408_without_local_change() -> None:
 def test_aor_throttling_challenged_refresh_keeps_the_window_until_2xx() -> None:
     net = make()
     a = net.ua("alice", 5201, auto_auth=False)
-    register(net, a, 60)
+    net.register(a, 60)
     for t in range(50, 550, 50):
         net.advance(float(t))
-        register(net, a, 60)
+        net.register(a, 60)
     net.advance(550.0)
     net.registrar.expect(Behaviour.CHALLENGE)
-    assert register(net, a, 60).response.status == 401
+    assert net.register(a, 60).response.status == 401
     net.advance(551.0)
-    assert register(net, a, 60).response.status == 200
+    assert net.register(a, 60).response.status == 200
     assert len(net.registrar.relayed) == 3
 
 
@@ -353,11 +346,11 @@ def test_aor_throttling_shortened_aggregate_forwards_refreshes_earlier() -> None
     net.registrar.expect(Behaviour.SHORTEN)
     net.registrar.shorten_to = 100
     a = net.ua("alice", 5201)
-    register(net, a, 60)
+    net.register(a, 60)
     net.advance(30.0)
-    register(net, a, 60)  # 30 + 60 < 100: absorbed
+    net.register(a, 60)  # 30 + 60 < 100: absorbed
     net.advance(45.0)
-    register(net, a, 60)  # 45 + 60 >= 100: relayed
+    net.register(a, 60)  # 45 + 60 >= 100: relayed
     assert [s.at for s in net.registrar.relayed] == [0.0, 45.0]
 
 
@@ -367,11 +360,11 @@ def test_aor_throttling_shortened_aggregate_cuts_every_device_to_it() -> None:
     net = make()
     a = net.ua("alice", 5201)
     b = net.ua("alice", 5202)
-    register(net, a, 300)
+    net.register(a, 300)
     net.advance(10.0)
     net.registrar.expect(Behaviour.SHORTEN)
     net.registrar.shorten_to = 45
-    reply = register(net, b, 120).response  # a new device: relayed, aggregate now until 55
+    reply = net.register(b, 120).response  # a new device: relayed, aggregate now until 55
     assert sorted(contacts(reply)) == sorted([(a.contact_uri, "45"), (b.contact_uri, "45")])
     net.advance(55.0)
     assert net.core.stats().contacts == 0 and net.registrar.live(net.now) == []
@@ -382,16 +375,16 @@ def test_aor_throttling_compat_shortened_aggregate_leaves_other_devices_alone() 
     net = make(compat="opensips")
     a = net.ua("alice", 5201)
     b = net.ua("alice", 5202)
-    register(net, a, 60)  # relayed: aggregate until 600
+    net.register(a, 60)  # relayed: aggregate until 600
     for t in range(50, 550, 50):
         net.advance(float(t))
-        register(net, a if t != 100 else b, 60 if t != 100 else 500)  # B absorbed: until 600
+        net.register(a if t != 100 else b, 60 if t != 100 else 500)  # B absorbed: until 600
     net.advance(545.0)
     net.registrar.expect(Behaviour.SHORTEN)
     net.registrar.shorten_to = 45
-    register(net, a, 60)  # LRTs + max diff (540) <= 545: relayed, aggregate until 590
+    net.register(a, 60)  # LRTs + max diff (540) <= 545: relayed, aggregate until 590
     assert len(net.registrar.relayed) == 2
-    reply = register(net, net.ua("alice", 5299), None, query=True).response
+    reply = net.register(net.ua("alice", 5299), None, query=True).response
     assert contact_expires(reply, b.contact_uri) == 55  # B keeps its 600: past the aggregate
 
 
@@ -400,7 +393,7 @@ def _register_while_our_deregister_is_lost(*, challenged: bool) -> tuple[Network
     device registers (answered 401 when ``challenged``) before timer E would resend it."""
     net = make()
     a = net.ua("alice", 5201)
-    register(net, a, 60)
+    net.register(a, 60)
     net.registrar.expect_deregister(Behaviour.DROP_FIRST)
     net.advance(60.05)  # a expired at 60.0: de-REGISTER sent, lost
     b = net.ua("alice", 5202, auto_auth=not challenged)

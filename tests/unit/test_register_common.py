@@ -28,7 +28,7 @@ from sansmidreg import (
 if (_tests := str(Path(__file__).resolve().parents[1])) not in sys.path:
     sys.path.insert(0, _tests)  # tests/ holds the shared simulation harness, tests/sim
 
-from sim import Answer, Behaviour, Network, SimUA
+from sim import Behaviour, Network
 from sim.wire import contact_expires, contacts, request, response
 
 BASE = Config(mode=Mode.CONTACT_THROTTLING, outgoing_expires=600, min_expires=5)
@@ -39,13 +39,6 @@ MODES = [Mode.MIRROR, Mode.CONTACT_THROTTLING, Mode.AOR_THROTTLING]
 def make(**overrides: Any) -> Network:
     return Network(dataclasses.replace(BASE, **overrides))
 
-
-def register(net: Network, ua: SimUA, expires: int | None = 60, **kwargs: Any) -> Answer:
-    before = len(ua.answers)
-    net.send(ua, ua.register(expires, **kwargs))
-    net.settle(0.1)
-    assert len(ua.answers) > before, "no final response"
-    return ua.last_answer
 
 
 HEADERS: list[tuple[str, str]] = [
@@ -133,7 +126,7 @@ def test_common_interval_too_brief_carries_min_expires() -> None:
 def test_common_compat_clamps_a_too_brief_interval_instead_of_423() -> None:
     net = make(compat="opensips")
     ua = net.ua("alice", 5201)
-    reply = register(net, ua, 3).response
+    reply = net.register(ua, 3).response
     assert reply.status == 200 and contacts(reply) == [(ua.contact_uri, "5")]
 
 
@@ -187,9 +180,9 @@ def test_common_bad_header_syntax_is_answered_400_when_via_is_readable() -> None
 def test_common_query_is_answered_locally_in_every_mode(mode: Mode) -> None:
     net = make(mode=mode)
     ua = net.ua("alice", 5201)
-    register(net, ua, 60)
+    net.register(ua, 60)
     net.advance(10.0)
-    reply = register(net, ua, None, query=True).response
+    reply = net.register(ua, None, query=True).response
     assert reply.status == 200 and contacts(reply) == [(ua.contact_uri, "50")]
     assert len(net.registrar.seen) == 1 and net.core.stats().queries_answered == 1
 
@@ -198,31 +191,31 @@ def test_common_query_is_answered_locally_in_every_mode(mode: Mode) -> None:
 def test_common_repeated_cseq_is_accepted_with_allow_dup_cseq() -> None:
     net = make()
     ua = net.ua("alice", 5201)
-    register(net, ua, 60)
+    net.register(ua, 60)
     net.advance(10.0)
-    register(net, ua, 60, cseq=2)
+    net.register(ua, 60, cseq=2)
     net.advance(40.0)
-    assert register(net, ua, 60, cseq=2).response.status == 200
+    assert net.register(ua, 60, cseq=2).response.status == 200
 
 
 def test_common_repeated_cseq_without_allow_dup_cseq_only_within_20_s() -> None:
     net = make(allow_dup_cseq=False)
     ua = net.ua("alice", 5201)
-    register(net, ua, 60)
+    net.register(ua, 60)
     net.advance(10.0)
-    register(net, ua, 60, cseq=2)
+    net.register(ua, 60, cseq=2)
     net.advance(25.0)
-    assert register(net, ua, 60, cseq=2).response.status == 200  # a "retransmission"
+    assert net.register(ua, 60, cseq=2).response.status == 200  # a "retransmission"
     net.advance(50.0)
-    assert register(net, ua, 60, cseq=2).response.status == 400
+    assert net.register(ua, 60, cseq=2).response.status == 400
 
 
 def test_common_lower_cseq_is_rejected_in_aor_mode() -> None:
     net = make(mode=Mode.AOR_THROTTLING)
     ua = net.ua("alice", 5201)
-    register(net, ua, 60, cseq=10)
+    net.register(ua, 60, cseq=10)
     net.advance(10.0)
-    reply = register(net, ua, 60, cseq=4).response
+    reply = net.register(ua, 60, cseq=4).response
     assert reply.status == 400 and reply.reason == "Invalid CSeq number"
 
 
@@ -243,7 +236,7 @@ def test_common_retransmission_before_the_answer_is_absorbed() -> None:
 def test_common_retransmission_after_the_answer_gets_the_same_response() -> None:
     net = make()
     ua = net.ua("alice", 5201)
-    register(net, ua, 60)
+    net.register(ua, 60)
     first = net.sent_to(ua)[-1]
     actions = net.inject(ua.retransmit(), ua.endpoint)
     replies = [a for a in actions if isinstance(a, Reply)]
@@ -254,9 +247,9 @@ def test_common_retransmission_after_the_answer_gets_the_same_response() -> None
 def test_common_retransmission_of_an_absorbed_register_is_answered_again() -> None:
     net = make()
     ua = net.ua("alice", 5201)
-    register(net, ua, 60)
+    net.register(ua, 60)
     net.advance(10.0)
-    register(net, ua, 60)
+    net.register(ua, 60)
     again = [a for a in net.inject(ua.retransmit(), ua.endpoint) if isinstance(a, Reply)]
     assert len(again) == 1 and response(again[0].data).status == 200
     assert len(net.registrar.seen) == 1
@@ -272,9 +265,9 @@ def test_common_retransmitted_absorbed_register_gets_a_byte_identical_answer(
     net = make(mode=mode)
     net.core._fast = fast
     ua = net.ua("alice", 5201)
-    register(net, ua, 60)
+    net.register(ua, 60)
     net.advance(10.0)
-    register(net, ua, 60)
+    net.register(ua, 60)
     assert net.core.stats().registers_absorbed == 1
     first = net.sent_to(ua)[-1]
     net.advance(10.5)
@@ -353,7 +346,7 @@ def test_common_stray_response_is_dropped() -> None:
 def test_common_response_retransmission_is_absorbed_by_the_client_transaction() -> None:
     net = make()
     ua = net.ua("alice", 5201)
-    register(net, ua, 60)
+    net.register(ua, 60)
     answer_bytes = net.registrar._txns[net.registrar.seen[0].request.top_via.branch or ""].response
     assert answer_bytes is not None
     actions = net.inject(answer_bytes, net.registrar.endpoint)
@@ -398,26 +391,26 @@ def test_common_path_is_stored_stripped_upstream_and_echoed(mode: Mode) -> None:
     net = make(mode=mode)
     ua = net.ua("alice", 5201)
     path = ["<sip:edge1.example.test;lr>", "<sip:edge2.example.test;lr>"]
-    reply = register(net, ua, 60, path=path, supported=["path"]).response
+    reply = net.register(ua, 60, path=path, supported=["path"]).response
     assert not net.registrar.relayed[0].request.has("path")
     assert reply.get_all("path") == path
-    query = register(net, ua, None, query=True, supported=["path"]).response
+    query = net.register(ua, None, query=True, supported=["path"]).response
     assert query.get_all("path") == path
 
 
 def test_common_path_is_not_echoed_without_supported_path() -> None:
     net = make()
     ua = net.ua("alice", 5201)
-    reply = register(net, ua, 60, path=["<sip:edge1.example.test;lr>"]).response
+    reply = net.register(ua, 60, path=["<sip:edge1.example.test;lr>"]).response
     assert not reply.has("path")
 
 
 def test_common_absorbed_refresh_echoes_its_path() -> None:
     net = make()
     ua = net.ua("alice", 5201)
-    register(net, ua, 60, path=["<sip:edge1.example.test;lr>"], supported=["path"])
+    net.register(ua, 60, path=["<sip:edge1.example.test;lr>"], supported=["path"])
     net.advance(10.0)
-    reply = register(net, ua, 60, path=["<sip:edge1.example.test;lr>"], supported=["path"]
+    reply = net.register(ua, 60, path=["<sip:edge1.example.test;lr>"], supported=["path"]
                      ).response
     assert len(net.registrar.relayed) == 1 and reply.get_all("path") == [
         "<sip:edge1.example.test;lr>"]
@@ -429,20 +422,20 @@ def test_common_max_contacts_without_force_refuses_the_extra_device(mode: Mode) 
     net = make(mode=mode, max_contacts=1)
     a = net.ua("alice", 5201)
     b = net.ua("alice", 5202)
-    register(net, a, 60)
-    reply = register(net, b, 60).response
+    net.register(a, 60)
+    reply = net.register(b, 60).response
     assert reply.status == 503 and reply.get("retry-after") == "60"
     assert len(net.registrar.relayed) == 1  # refused before it reached the main registrar
-    assert contacts(register(net, a, 60).response) == [(a.contact_uri, "60")]
+    assert contacts(net.register(a, 60).response) == [(a.contact_uri, "60")]
 
 
 def test_common_max_contacts_with_force_evicts_the_oldest_and_deregisters_it() -> None:
     net = make(max_contacts=1, force_registration=True)
     a = net.ua("alice", 5201)
     b = net.ua("alice", 5202)
-    register(net, a, 60)
+    net.register(a, 60)
     net.advance(5.0)
-    reply = register(net, b, 60).response
+    reply = net.register(b, 60).response
     assert contacts(reply) == [(b.contact_uri, "60")]
     (dereg,) = net.registrar.deregisters
     assert dereg.request.call_id == a.call_id  # mode 1: the evicted contact goes upstream too
@@ -456,11 +449,11 @@ def test_common_max_contacts_with_force_evicts_the_lowest_q_first(mode: Mode) ->
     a = net.ua("alice", 5201)
     b = net.ua("alice", 5202)
     c = net.ua("alice", 5203)
-    register(net, a, 60, q="0.9")  # the oldest, but preferred
+    net.register(a, 60, q="0.9")  # the oldest, but preferred
     net.advance(5.0)
-    register(net, b, 60, q="0.2")
+    net.register(b, 60, q="0.2")
     net.advance(10.0)
-    reply = register(net, c, 60, q="0.5").response
+    reply = net.register(c, 60, q="0.5").response
     assert sorted(u for u, _ in contacts(reply)) == sorted([a.contact_uri, c.contact_uri])
     if mode is Mode.CONTACT_THROTTLING:
         (dereg,) = net.registrar.deregisters
@@ -472,12 +465,12 @@ def test_common_max_contacts_with_force_equal_q_evicts_the_oldest() -> None:
     a = net.ua("alice", 5201)
     b = net.ua("alice", 5202)
     c = net.ua("alice", 5203)
-    register(net, a, 60, q="0.5")
+    net.register(a, 60, q="0.5")
     net.advance(5.0)
-    register(net, b, 60)  # no q: as 1.0
+    net.register(b, 60)  # no q: as 1.0
     net.advance(10.0)
-    register(net, c, 60, q="0.5")
-    reply = register(net, net.ua("alice", 5299), None, query=True).response
+    net.register(c, 60, q="0.5")
+    reply = net.register(net.ua("alice", 5299), None, query=True).response
     assert sorted(u for u, _ in contacts(reply)) == sorted([b.contact_uri, c.contact_uri])
 
 
@@ -488,9 +481,9 @@ def test_common_max_contacts_with_force_keeps_the_device_that_registers() -> Non
     a = net.ua("alice", 5201)
     b = net.ua("alice", 5202)
     c = net.ua("alice", 5203)
-    register(net, a, 60, q="1.0")
-    register(net, b, 60, q="0.5")
-    reply = register(net, c, 60, q="0.1").response
+    net.register(a, 60, q="1.0")
+    net.register(b, 60, q="0.5")
+    reply = net.register(c, 60, q="0.1").response
     assert sorted(u for u, _ in contacts(reply)) == sorted([a.contact_uri, c.contact_uri])
 
 
@@ -498,17 +491,17 @@ def test_common_max_contacts_with_force_in_aor_mode_keeps_the_aggregate() -> Non
     net = make(mode=Mode.AOR_THROTTLING, max_contacts=1, force_registration=True)
     a = net.ua("alice", 5201)
     b = net.ua("alice", 5202)
-    register(net, a, 60)
+    net.register(a, 60)
     net.advance(5.0)
-    reply = register(net, b, 60).response
+    reply = net.register(b, 60).response
     assert contacts(reply) == [(b.contact_uri, "60")]
     assert net.registrar.deregisters == [] and len(net.registrar.live(net.now)) == 1
 
 
 def test_common_max_aors_refuses_a_new_aor() -> None:
     net = make(max_aors=1)
-    register(net, net.ua("alice", 5201), 60)
-    reply = register(net, net.ua("bob", 5202), 60).response
+    net.register(net.ua("alice", 5201), 60)
+    reply = net.register(net.ua("bob", 5202), 60).response
     assert reply.status == 503
 
 
@@ -517,12 +510,12 @@ def test_common_stats_snapshot_counts_every_outcome() -> None:
     net = make()
     a = net.ua("alice", 5201)
     b = net.ua("bob", 5202)
-    register(net, a, 60)  # relayed
-    register(net, b, 60)  # relayed
+    net.register(a, 60)  # relayed
+    net.register(b, 60)  # relayed
     net.advance(10.0)
-    register(net, a, 60)  # absorbed
-    register(net, a, None, query=True)  # query
-    register(net, b, 3)  # 423
+    net.register(a, 60)  # absorbed
+    net.register(a, None, query=True)  # query
+    net.register(b, 3)  # 423
     net.advance(61.0)  # b (registered at 0.1 s) expires: de-REGISTER
     stats = net.core.stats()
     assert (stats.registers_received, stats.registers_relayed, stats.registers_absorbed) == (
@@ -556,7 +549,7 @@ def test_common_reply_to_udp_without_rport_goes_to_the_via_port_with_received() 
 def test_common_relayed_register_keeps_unknown_headers_and_request_uri() -> None:
     net = make()
     ua = net.ua("alice", 5201)
-    register(net, ua, 60, extra_headers=[("X-Custom", "kept; as=is")],
+    net.register(ua, 60, extra_headers=[("X-Custom", "kept; as=is")],
              request_uri="sip:registrar.example.test")
     req = net.registrar.relayed[0].request
     assert req.get("x-custom") == "kept; as=is" and req.uri_text == "sip:registrar.example.test"
@@ -566,7 +559,7 @@ def test_common_relayed_register_keeps_unknown_headers_and_request_uri() -> None
 def test_common_upstream_uri_replaces_the_request_uri() -> None:
     net = make(upstream_uri="sip:main.example.test")
     ua = net.ua("alice", 5201)
-    register(net, ua, 60)
+    net.register(ua, 60)
     assert net.registrar.relayed[0].request.uri_text == "sip:main.example.test"
     net.advance(60.0)
     assert net.registrar.deregisters[0].request.uri_text == "sip:main.example.test"
@@ -575,8 +568,8 @@ def test_common_upstream_uri_replaces_the_request_uri() -> None:
 def test_common_expired_contact_leaves_no_empty_aor() -> None:
     net = make(mode=Mode.MIRROR)
     ua = net.ua("alice", 5201)
-    register(net, ua, 60)
+    net.register(ua, 60)
     net.advance(61.0)
     stats = net.core.stats()
     assert (stats.aors, stats.contacts) == (0, 0)
-    assert contact_expires(register(net, ua, None, query=True).response, ua.contact_uri) is None
+    assert contact_expires(net.register(ua, None, query=True).response, ua.contact_uri) is None

@@ -16,7 +16,7 @@ from sansmidreg import Config, Endpoint, Mode
 if (_tests := str(Path(__file__).resolve().parents[1])) not in sys.path:
     sys.path.insert(0, _tests)  # tests/ holds the shared simulation harness, tests/sim
 
-from sim import Answer, Behaviour, Network, SimUA
+from sim import Behaviour, Network, SimUA
 from sim.wire import contact_expires, contacts, request, response
 
 BASE = Config(mode=Mode.CONTACT_THROTTLING, outgoing_expires=600, min_expires=5)
@@ -27,18 +27,11 @@ def make(**overrides: Any) -> Network:
     return Network(dataclasses.replace(BASE, **overrides))
 
 
-def register(net: Network, ua: SimUA, expires: int | None = 60, **kwargs: Any) -> Answer:
-    before = len(ua.answers)
-    net.send(ua, ua.register(expires, **kwargs))
-    net.settle(0.1)
-    assert len(ua.answers) > before, "no final response"
-    return ua.last_answer
-
 
 def registered(net: Network) -> tuple[SimUA, int]:
     """alice registered at t=0 for 60 s; returns her UA and her contact id upstream."""
     ua = net.ua("alice", 5201)
-    register(net, ua, 60)
+    net.register(ua, 60)
     (uri, _), = contacts(net.registrar.relayed[-1].request)
     ctid = int(uri.rsplit("ctid=", 1)[1])
     return ua, ctid
@@ -48,14 +41,14 @@ def keep_alive(net: Network, ua: SimUA, until: int, every: int = 50) -> None:
     """Refresh ``ua`` (60 s) every ``every`` seconds up to ``until`` (inside the window)."""
     for t in range(every, until + 1, every):
         net.advance(float(t))
-        register(net, ua, 60)
+        net.register(ua, 60)
 
 
 # -- (a) first REGISTER ------------------------------------------------------------------------
 def test_contact_throttling_first_register_is_relayed_with_outgoing_expires() -> None:
     net = make()
     ua = net.ua("alice", 5201)
-    register(net, ua, 60)
+    net.register(ua, 60)
     (seen,) = net.registrar.relayed
     req = seen.request
     (uri, expires), = contacts(req)
@@ -84,7 +77,7 @@ def test_contact_throttling_2xx_local_lifetime_is_min_of_asked_and_granted() -> 
     net.registrar.expect(Behaviour.SHORTEN)
     net.registrar.shorten_to = 40
     ua = net.ua("alice", 5201)
-    reply = register(net, ua, 60).response
+    reply = net.register(ua, 60).response
     assert contact_expires(reply, ua.contact_uri) == 40
 
 
@@ -92,7 +85,7 @@ def test_contact_throttling_foreign_contacts_of_the_main_registrar_never_leak() 
     net = make()
     net.registrar.add_foreign("alice@example.test", "sip:alice@198.51.100.7:5060", 900, 0.0)
     ua = net.ua("alice", 5201)
-    reply = register(net, ua, 60).response
+    reply = net.register(ua, 60).response
     assert contacts(reply) == [(ua.contact_uri, "60")]
 
 
@@ -102,7 +95,7 @@ def test_contact_throttling_refresh_inside_window_is_absorbed() -> None:
     ua, _ = registered(net)
     first_tag = ua.last_answer.response.to.tag
     net.advance(30.0)
-    reply = register(net, ua, 60).response
+    reply = net.register(ua, 60).response
     assert len(net.registrar.seen) == 1  # nothing more went upstream
     assert reply.status == 200
     assert contacts(reply) == [(ua.contact_uri, "60")]
@@ -114,10 +107,10 @@ def test_contact_throttling_absorbed_refresh_moves_the_local_expiry() -> None:
     net = make()
     ua, _ = registered(net)
     net.advance(50.0)
-    register(net, ua, 60)
+    net.register(ua, 60)
     net.advance(100.0)  # past the first lifetime, inside the refreshed one
     query = net.ua("alice", 5299)
-    reply = register(net, query, None, query=True).response
+    reply = net.register(query, None, query=True).response
     assert contact_expires(reply, ua.contact_uri) == 10
     assert net.registrar.deregisters == []
 
@@ -128,12 +121,12 @@ def test_contact_throttling_refresh_at_window_edge_is_absorbed_just_before() -> 
     ua, _ = registered(net)
     for t in range(50, 540, 50):
         net.advance(float(t))
-        register(net, ua, 60)
+        net.register(ua, 60)
     net.advance(539.0)
-    register(net, ua, 60)
+    net.register(ua, 60)
     assert len(net.registrar.relayed) == 1
     net.advance(540.0)
-    register(net, ua, 60)
+    net.register(ua, 60)
     assert len(net.registrar.relayed) == 2
 
 
@@ -143,7 +136,7 @@ def test_contact_throttling_refresh_outside_window_is_relayed_with_same_contact_
     ua, ctid = registered(net)
     for t in range(55, 600, 55):
         net.advance(float(t))
-        register(net, ua, 60)
+        net.register(ua, 60)
     relayed = net.registrar.relayed
     assert len(relayed) == 2 and relayed[1].at == 550.0
     (uri, expires), = contacts(relayed[1].request)
@@ -156,7 +149,7 @@ def test_contact_throttling_relayed_refresh_renews_the_window() -> None:
     ua, _ = registered(net)
     for t in range(55, 1200, 55):
         net.advance(float(t))
-        register(net, ua, 60)
+        net.register(ua, 60)
     assert [s.at for s in net.registrar.relayed] == [0.0, 550.0, 1100.0]
 
 
@@ -164,7 +157,7 @@ def test_contact_throttling_relayed_refresh_when_asked_lifetime_grows_past_windo
     net = make()
     ua, _ = registered(net)
     net.advance(10.0)
-    register(net, ua, 595)  # 10 + 595 >= 600: the upstream binding would expire first
+    net.register(ua, 595)  # 10 + 595 >= 600: the upstream binding would expire first
     assert len(net.registrar.relayed) == 2
 
 
@@ -173,7 +166,7 @@ def test_contact_throttling_unregister_expires_param_zero_is_relayed() -> None:
     net = make()
     ua, ctid = registered(net)
     net.advance(10.0)
-    reply = register(net, ua, 0, style="param").response
+    reply = net.register(ua, 0, style="param").response
     seen = net.registrar.relayed[-1].request
     assert contacts(seen) == [(f"sip:alice@{US};ctid={ctid}", "0")]
     assert reply.status == 200 and contacts(reply) == []
@@ -186,7 +179,7 @@ def test_contact_throttling_unregister_expires_header_zero_is_relayed() -> None:
     net = make()
     ua, ctid = registered(net)
     net.advance(10.0)
-    reply = register(net, ua, 0, style="header").response
+    reply = net.register(ua, 0, style="header").response
     seen = net.registrar.relayed[-1].request
     assert contacts(seen) == [(f"sip:alice@{US};ctid={ctid}", "0")]
     assert seen.get("expires") == "0"
@@ -199,9 +192,9 @@ def test_contact_throttling_unregister_one_of_two_devices_keeps_the_other() -> N
     net = make()
     a, _ = registered(net)
     b = net.ua("alice", 5202)
-    register(net, b, 120)
+    net.register(b, 120)
     net.advance(10.0)
-    reply = register(net, a, 0).response
+    reply = net.register(a, 0).response
     assert contacts(reply) == [(b.contact_uri, "110")]
 
 
@@ -209,9 +202,9 @@ def test_contact_throttling_star_is_relayed_unchanged_and_sends_no_redundant_der
     net = make()
     a, _ = registered(net)
     b = net.ua("alice", 5202)
-    register(net, b, 120)
+    net.register(b, 120)
     net.advance(10.0)
-    reply = register(net, a, 0, star=True).response
+    reply = net.register(a, 0, star=True).response
     seen = net.registrar.relayed[-1].request
     assert seen.get("contact") == "*" and seen.get("expires") == "0"
     assert reply.status == 200 and contacts(reply) == []
@@ -224,9 +217,9 @@ def test_contact_throttling_query_lists_bindings_without_going_upstream() -> Non
     net = make()
     a, _ = registered(net)
     b = net.ua("alice", 5202)
-    register(net, b, 120)
+    net.register(b, 120)
     net.advance(20.0)
-    reply = register(net, a, None, query=True).response
+    reply = net.register(a, None, query=True).response
     assert sorted(contacts(reply)) == sorted([(a.contact_uri, "40"), (b.contact_uri, "100")])
     assert len(net.registrar.seen) == 2 and net.core.stats().queries_answered == 1
 
@@ -236,7 +229,7 @@ def test_contact_throttling_local_expiry_sends_deregister_with_stored_dialog() -
     net = make()
     ua, ctid = registered(net)
     net.advance(30.0)
-    register(net, ua, 60)  # absorbed, CSeq 2: the de-REGISTER must follow it
+    net.register(ua, 60)  # absorbed, CSeq 2: the de-REGISTER must follow it
     net.advance(89.999)
     assert net.registrar.deregisters == []
     net.advance(90.0)  # exact-time expiry (§5.6), no sweep
@@ -258,7 +251,7 @@ def test_contact_throttling_local_expiry_sends_deregister_with_stored_dialog() -
 def test_contact_throttling_deregister_uses_the_contact_the_main_registrar_returned() -> None:
     net = make(contact_id_in_user=True)
     ua = net.ua("alice", 5201)
-    register(net, ua, 60)
+    net.register(ua, 60)
     (uri, _), = contacts(net.registrar.relayed[0].request)
     assert uri.startswith("sip:") and uri.split("@")[0][4:].isdigit()  # ct-username
     net.advance(60.0)
@@ -270,7 +263,7 @@ def test_contact_throttling_deregister_uses_a_reformatted_contact_as_returned() 
     net = make()
     net.registrar.echo = lambda uri: uri.replace("sip:alice@", "sip:%61lice@")  # same URI
     ua = net.ua("alice", 5201)
-    register(net, ua, 60)
+    net.register(ua, 60)
     (uri, _), = contacts(net.registrar.relayed[0].request)
     net.advance(60.0)
     (seen,) = net.registrar.deregisters
@@ -283,7 +276,7 @@ def test_contact_throttling_deregister_keeps_the_exact_from_and_to(overrides: di
                                                                    ) -> None:
     net = make(**overrides)
     ua = net.ua("Alice", 5201, domain="Example.TEST")
-    register(net, ua, 60)
+    net.register(ua, 60)
     net.advance(60.0)
     (seen,) = net.registrar.deregisters
     assert str(seen.request.to.uri) == "sip:Alice@Example.TEST"
@@ -339,12 +332,12 @@ def test_contact_throttling_shortened_upstream_lifetime_forwards_refreshes_earli
     net.registrar.expect(Behaviour.SHORTEN)
     net.registrar.shorten_to = 120
     ua = net.ua("alice", 5201)
-    register(net, ua, 60)
+    net.register(ua, 60)
     net.advance(50.0)
-    register(net, ua, 60)  # 50 + 60 < 120: absorbed
+    net.register(ua, 60)  # 50 + 60 < 120: absorbed
     assert len(net.registrar.relayed) == 1
     net.advance(100.0)
-    register(net, ua, 60)  # 100 + 60 >= 120: relayed
+    net.register(ua, 60)  # 100 + 60 >= 120: relayed
     assert len(net.registrar.relayed) == 2
 
 
@@ -355,13 +348,13 @@ def test_contact_throttling_error_is_relayed_without_local_change() -> None:
     keep_alive(net, ua, 500)
     net.advance(545.0)
     net.registrar.expect(Behaviour.REJECT)
-    reply = register(net, ua, 60).response
+    reply = net.register(ua, 60).response
     assert reply.status == 500
     assert net.core.stats().relayed_failed == 1
-    query = register(net, net.ua("alice", 5299), None, query=True).response
+    query = net.register(net.ua("alice", 5299), None, query=True).response
     assert contact_expires(query, ua.contact_uri) == 15  # the old local lifetime stands
     net.advance(550.0)
-    register(net, ua, 60)  # the window did not move: relayed again
+    net.register(ua, 60)  # the window did not move: relayed again
     assert len(net.registrar.relayed) == 3
 
 
@@ -370,7 +363,7 @@ def test_contact_throttling_timeout_gives_408_without_local_change() -> None:
     ua, _ = registered(net)
     keep_alive(net, ua, 500)
     net.advance(530.0)
-    register(net, ua, 60)  # absorbed: lives until 590
+    net.register(ua, 60)  # absorbed: lives until 590
     net.advance(545.0)
     net.registrar.expect(Behaviour.DROP)
     net.send(ua, ua.register(60))
@@ -379,7 +372,7 @@ def test_contact_throttling_timeout_gives_408_without_local_change() -> None:
     assert reply.status == 408 and reply.cseq.seq == 13
     stats = net.core.stats()
     assert stats.relayed_timeouts == 1 and stats.retransmissions_absorbed >= 1
-    query = register(net, net.ua("alice", 5299), None, query=True).response
+    query = net.register(net.ua("alice", 5299), None, query=True).response
     assert contact_expires(query, ua.contact_uri) == 13
     net.advance(590.0)  # nothing renewed it: it expires, and we de-register it upstream
     assert net.core.stats().contacts == 0 and len(net.registrar.deregisters) == 1
@@ -390,7 +383,7 @@ def test_contact_throttling_challenge_then_authenticated_retry_is_relayed() -> N
     net = make()
     ua = net.ua("alice", 5201)
     net.registrar.expect(Behaviour.CHALLENGE)
-    register(net, ua, 60)
+    net.register(ua, 60)
     statuses = [a.response.status for a in ua.answers]
     assert statuses == [401, 200]
     first, retry = net.registrar.relayed
@@ -406,9 +399,9 @@ def test_contact_throttling_challenged_refresh_does_not_move_the_window() -> Non
     ua.auto_auth = False
     net.advance(550.0)
     net.registrar.expect(Behaviour.CHALLENGE)
-    assert register(net, ua, 60).response.status == 401
+    assert net.register(ua, 60).response.status == 401
     net.advance(551.0)
-    register(net, ua, 60)  # only a 2xx moves the window: relayed again
+    net.register(ua, 60)  # only a 2xx moves the window: relayed again
     assert len(net.registrar.relayed) == 3
 
 
@@ -417,8 +410,8 @@ def test_contact_throttling_lower_cseq_on_absorb_path_is_rejected_400() -> None:
     net = make()
     ua, _ = registered(net)
     net.advance(10.0)
-    register(net, ua, 60, cseq=5)
-    reply = register(net, ua, 60, cseq=3).response
+    net.register(ua, 60, cseq=5)
+    reply = net.register(ua, 60, cseq=3).response
     assert reply.status == 400 and reply.reason == "Invalid CSeq number"
     assert net.core.stats().rejected_by_status == ((400, 1),)
 
@@ -427,9 +420,9 @@ def test_contact_throttling_new_call_id_skips_the_cseq_check() -> None:
     net = make()
     ua, _ = registered(net)
     net.advance(10.0)
-    register(net, ua, 60, cseq=9)
+    net.register(ua, 60, cseq=9)
     ua.restart("rebooted@127.0.0.1")
-    assert register(net, ua, 60).response.status == 200
+    assert net.register(ua, 60).response.status == 200
     assert len(net.registrar.relayed) == 1
 
 
@@ -437,7 +430,7 @@ def test_contact_throttling_absorbed_cseq_is_followed_by_the_deregister() -> Non
     net = make()
     ua, _ = registered(net)
     net.advance(10.0)
-    register(net, ua, 60, cseq=41)
+    net.register(ua, 60, cseq=41)
     net.advance(80.0)
     assert net.registrar.deregisters[0].request.cseq.seq == 42
 
@@ -447,7 +440,7 @@ def test_contact_throttling_new_device_of_known_aor_is_relayed() -> None:
     registered(net)
     b = net.ua("alice", 5202)
     net.advance(5.0)
-    reply = register(net, b, 120).response
+    reply = net.register(b, 120).response
     assert len(net.registrar.relayed) == 2
     assert len(contacts(reply)) == 2  # both devices listed, each with its own lifetime
     assert contact_expires(reply, b.contact_uri) == 120
@@ -459,7 +452,7 @@ def test_contact_throttling_refresh_from_another_source_is_relayed() -> None:
     moved = net.ua("alice", 5301, contact_user="alice", call_id=ua.call_id)
     moved.cseq = ua.cseq
     net.advance(10.0)
-    register(net, moved, 60, contacts=[f"<{ua.contact_uri}>"])
+    net.register(moved, 60, contacts=[f"<{ua.contact_uri}>"])
     assert len(net.registrar.relayed) == 2  # §5.2: absorbed only from the pinned source
 
 
@@ -469,7 +462,7 @@ def test_contact_throttling_compat_refresh_from_another_source_is_absorbed() -> 
     moved = net.ua("alice", 5301, call_id=ua.call_id)
     moved.cseq = ua.cseq
     net.advance(10.0)
-    register(net, moved, 60, contacts=[f"<{ua.contact_uri}>"])
+    net.register(moved, 60, contacts=[f"<{ua.contact_uri}>"])
     assert len(net.registrar.relayed) == 1
 
 
@@ -477,7 +470,7 @@ def test_contact_throttling_request_with_new_and_known_contact_is_relayed_whole(
     net = make()
     ua, ctid = registered(net)
     net.advance(10.0)
-    register(net, ua, 60, contacts=[f"<{ua.contact_uri}>", "<sip:alice@127.0.0.1:5209>"])
+    net.register(ua, 60, contacts=[f"<{ua.contact_uri}>", "<sip:alice@127.0.0.1:5209>"])
     seen = net.registrar.relayed[-1].request
     uris = [u for u, _ in contacts(seen)]
     assert len(uris) == 2 and uris[0] == f"sip:alice@{US};ctid={ctid}"
@@ -486,7 +479,7 @@ def test_contact_throttling_request_with_new_and_known_contact_is_relayed_whole(
 def test_contact_throttling_tcp_device_contact_upstream_has_no_transport_param() -> None:
     net = make()
     ua = net.ua("bob", 5401, transport="tcp")
-    reply = register(net, ua, 60).response
+    reply = net.register(ua, 60).response
     assert reply.status == 200
     (uri, _), = contacts(net.registrar.relayed[0].request)
     assert "transport" not in uri  # the main registrar reaches us over our UDP address

@@ -15,7 +15,7 @@ from sansmidreg import Config, Mode
 if (_tests := str(Path(__file__).resolve().parents[1])) not in sys.path:
     sys.path.insert(0, _tests)  # tests/ holds the shared simulation harness, tests/sim
 
-from sim import Answer, Behaviour, Network, SimUA
+from sim import Behaviour, Network
 from sim.wire import contact_expires, contacts
 
 BASE = Config(mode=Mode.MIRROR, outgoing_expires=600, min_expires=5)
@@ -25,13 +25,6 @@ US = "127.0.0.1:5060"
 def make(**overrides: Any) -> Network:
     return Network(dataclasses.replace(BASE, **overrides))
 
-
-def register(net: Network, ua: SimUA, expires: int | None = 60, **kwargs: Any) -> Answer:
-    before = len(ua.answers)
-    net.send(ua, ua.register(expires, **kwargs))
-    net.settle(0.1)
-    assert len(ua.answers) > before, "no final response"
-    return ua.last_answer
 
 
 def ctid_of(net: Network, index: int = -1) -> int:
@@ -43,7 +36,7 @@ def ctid_of(net: Network, index: int = -1) -> int:
 def test_mirror_first_register_is_relayed_with_a_contact_id_per_contact() -> None:
     net = make()
     ua = net.ua("alice", 5201)
-    register(net, ua, 60)
+    net.register(ua, 60)
     req = net.registrar.relayed[0].request
     (uri, expires), = contacts(req)
     assert uri == f"sip:alice@{US};ctid={ctid_of(net)}" and expires == "60"
@@ -54,7 +47,7 @@ def test_mirror_first_register_is_relayed_with_a_contact_id_per_contact() -> Non
 def test_mirror_first_register_2xx_gives_ua_its_contact_and_lifetime() -> None:
     net = make()
     ua = net.ua("alice", 5201)
-    reply = register(net, ua, 60).response
+    reply = net.register(ua, 60).response
     assert reply.status == 200 and contacts(reply) == [(ua.contact_uri, "60")]
     assert not reply.has("expires") and reply.get("server") == "sim-main-registrar"
 
@@ -63,7 +56,7 @@ def test_mirror_contact_params_are_not_relayed_upstream() -> None:
     net = make()
     ua = net.ua("alice", 5201, instance="<urn:uuid:00000000-0000-0000-0000-000000000001>",
                 reg_id=1)
-    reply = register(net, ua, 60, q="0.5").response
+    reply = net.register(ua, 60, q="0.5").response
     (uri, _), = contacts(net.registrar.relayed[0].request)
     assert "instance" not in uri and "reg-id" not in uri and "q=" not in uri
     (item,) = reply.contacts.items
@@ -74,7 +67,7 @@ def test_mirror_contact_params_are_not_relayed_upstream() -> None:
 def test_mirror_two_contacts_in_one_register_get_two_contact_ids() -> None:
     net = make()
     ua = net.ua("alice", 5201)
-    reply = register(net, ua, 60, contacts=[f"<{ua.contact_uri}>",
+    reply = net.register(ua, 60, contacts=[f"<{ua.contact_uri}>",
                                             "<sip:alice@127.0.0.1:5209>;expires=30"]).response
     upstream = contacts(net.registrar.relayed[0].request)
     assert [e for _, e in upstream] == ["60", "30"]
@@ -88,7 +81,7 @@ def test_mirror_relayed_lifetime_is_clamped_to_max_expires_like_the_local_one() 
     # the ;expires param and in the Expires header
     net = make(max_expires=300)
     ua = net.ua("alice", 5201)
-    reply = register(net, ua, 900, style="both").response
+    reply = net.register(ua, 900, style="both").response
     req = net.registrar.relayed[0].request
     (_, upstream), = contacts(req)
     assert upstream == "300" and req.get("expires") == "300"
@@ -100,10 +93,10 @@ def test_mirror_relayed_lifetime_is_clamped_to_max_expires_like_the_local_one() 
 def test_mirror_lifetimes_within_max_expires_are_relayed_unchanged() -> None:
     net = make(max_expires=300)
     ua = net.ua("alice", 5201)
-    register(net, ua, 200, style="both")
+    net.register(ua, 200, style="both")
     req = net.registrar.relayed[0].request
     assert contacts(req)[0][1] == "200" and req.get("expires") == "200"
-    register(net, ua, 900, contacts=[f"<{ua.contact_uri}>;expires=100"])  # header over, param in
+    net.register(ua, 900, contacts=[f"<{ua.contact_uri}>;expires=100"])  # header over, param in
     req = net.registrar.relayed[1].request
     assert contacts(req)[0][1] == "100" and req.get("expires") == "300"
 
@@ -112,7 +105,7 @@ def test_mirror_compat_opensips_relays_the_raw_lifetime() -> None:
     # §3.7: OpenSIPS's mode 0 relays e_raw (and the Expires header as it came); locally e_in
     net = make(max_expires=300, compat="opensips")
     ua = net.ua("alice", 5201)
-    reply = register(net, ua, 900, style="both").response
+    reply = net.register(ua, 900, style="both").response
     req = net.registrar.relayed[0].request
     (_, upstream), = contacts(req)
     assert upstream == "900" and req.get("expires") == "900"
@@ -123,9 +116,9 @@ def test_mirror_compat_opensips_relays_the_raw_lifetime() -> None:
 def test_mirror_refresh_is_relayed_with_the_same_contact_id() -> None:
     net = make()
     ua = net.ua("alice", 5201)
-    register(net, ua, 60)
+    net.register(ua, 60)
     net.advance(30.0)
-    reply = register(net, ua, 60).response
+    reply = net.register(ua, 60).response
     assert len(net.registrar.relayed) == 2 and ctid_of(net, 0) == ctid_of(net, 1)
     assert contacts(reply) == [(ua.contact_uri, "60")]
     assert net.core.stats().registers_absorbed == 0
@@ -134,9 +127,9 @@ def test_mirror_refresh_is_relayed_with_the_same_contact_id() -> None:
 def test_mirror_refresh_with_expires_param() -> None:
     net = make()
     ua = net.ua("alice", 5201)
-    register(net, ua, 60, style="param")
+    net.register(ua, 60, style="param")
     net.advance(30.0)
-    reply = register(net, ua, 90, style="param").response
+    reply = net.register(ua, 90, style="param").response
     assert contacts(net.registrar.relayed[1].request)[0][1] == "90"
     assert contacts(reply) == [(ua.contact_uri, "90")]
 
@@ -144,7 +137,7 @@ def test_mirror_refresh_with_expires_param() -> None:
 def test_mirror_contact_param_expires_wins_over_header() -> None:
     net = make()
     ua = net.ua("alice", 5201)
-    reply = register(net, ua, 40, style="both", extra_headers=()).response
+    reply = net.register(ua, 40, style="both", extra_headers=()).response
     assert contacts(reply) == [(ua.contact_uri, "40")]
 
 
@@ -152,9 +145,9 @@ def test_mirror_contact_param_expires_wins_over_header() -> None:
 def test_mirror_unregister_expires_param_zero_is_relayed_and_removes_the_contact() -> None:
     net = make()
     ua = net.ua("alice", 5201)
-    register(net, ua, 60)
+    net.register(ua, 60)
     net.advance(10.0)
-    reply = register(net, ua, 0, style="param").response
+    reply = net.register(ua, 0, style="param").response
     assert contacts(net.registrar.relayed[1].request) == [
         (f"sip:alice@{US};ctid={ctid_of(net, 0)}", "0")]
     assert contacts(reply) == [] and net.core.stats().contacts == 0
@@ -163,9 +156,9 @@ def test_mirror_unregister_expires_param_zero_is_relayed_and_removes_the_contact
 def test_mirror_unregister_expires_header_zero_is_relayed() -> None:
     net = make()
     ua = net.ua("alice", 5201)
-    register(net, ua, 60)
+    net.register(ua, 60)
     net.advance(10.0)
-    reply = register(net, ua, 0, style="header").response
+    reply = net.register(ua, 0, style="header").response
     req = net.registrar.relayed[1].request
     assert req.get("expires") == "0" and contacts(req)[0][1] == "0"
     assert contacts(reply) == [] and net.registrar.live(net.now) == []
@@ -176,13 +169,13 @@ def test_mirror_star_is_relayed_unchanged_and_clears_local_bindings() -> None:
     net = make()
     a = net.ua("alice", 5201)
     b = net.ua("alice", 5202)
-    register(net, a, 60)
-    register(net, b, 60)
+    net.register(a, 60)
+    net.register(b, 60)
     net.advance(10.0)
-    reply = register(net, a, 0, star=True).response
+    reply = net.register(a, 0, star=True).response
     assert net.registrar.relayed[-1].request.get("contact") == "*"
     assert contacts(reply) == []
-    query = register(net, a, None, query=True).response
+    query = net.register(a, None, query=True).response
     assert contacts(query) == []
 
 
@@ -190,16 +183,16 @@ def test_mirror_star_is_relayed_unchanged_and_clears_local_bindings() -> None:
 def test_mirror_query_is_answered_locally_with_the_bindings() -> None:
     net = make()
     ua = net.ua("alice", 5201)
-    register(net, ua, 60)
+    net.register(ua, 60)
     net.advance(25.0)
-    reply = register(net, ua, None, query=True).response
+    reply = net.register(ua, None, query=True).response
     assert contacts(reply) == [(ua.contact_uri, "35")]
     assert len(net.registrar.seen) == 1
 
 
 def test_mirror_query_of_unknown_aor_lists_nothing() -> None:
     net = make()
-    reply = register(net, net.ua("nobody", 5201), None, query=True).response
+    reply = net.register(net.ua("nobody", 5201), None, query=True).response
     assert reply.status == 200 and not reply.has("contact")
 
 
@@ -207,7 +200,7 @@ def test_mirror_query_of_unknown_aor_lists_nothing() -> None:
 def test_mirror_local_expiry_sends_nothing_upstream() -> None:
     net = make()
     ua = net.ua("alice", 5201)
-    register(net, ua, 60)
+    net.register(ua, 60)
     net.advance(60.0)
     assert net.core.stats().contacts == 0
     assert net.registrar.deregisters == [] and len(net.upstream()) == 1
@@ -219,7 +212,7 @@ def test_mirror_shortened_upstream_lifetime_shortens_the_local_one() -> None:
     net.registrar.expect(Behaviour.SHORTEN)
     net.registrar.shorten_to = 20
     ua = net.ua("alice", 5201)
-    reply = register(net, ua, 60).response
+    reply = net.register(ua, 60).response
     assert contacts(reply) == [(ua.contact_uri, "20")]
     net.advance(20.0)
     assert net.core.stats().contacts == 0
@@ -229,32 +222,32 @@ def test_mirror_main_registrar_contacts_and_expires_never_leak() -> None:
     net = make()
     net.registrar.add_foreign("alice@example.test", "sip:alice@198.51.100.7:5060", 900, 0.0)
     ua = net.ua("alice", 5201)
-    reply = register(net, ua, 60).response
+    reply = net.register(ua, 60).response
     assert contacts(reply) == [(ua.contact_uri, "60")] and not reply.has("expires")
 
 
 def test_mirror_error_is_relayed_without_local_change() -> None:
     net = make()
     ua = net.ua("alice", 5201)
-    register(net, ua, 60)
+    net.register(ua, 60)
     net.advance(10.0)
     net.registrar.expect(Behaviour.REJECT)
-    reply = register(net, ua, 120).response
+    reply = net.register(ua, 120).response
     assert reply.status == 500 and reply.get("server") == "sim-main-registrar"
-    query = register(net, ua, None, query=True).response
+    query = net.register(ua, None, query=True).response
     assert contact_expires(query, ua.contact_uri) == 50
 
 
 def test_mirror_timeout_gives_408_without_local_change() -> None:
     net = make()
     ua = net.ua("alice", 5201)
-    register(net, ua, 60)
+    net.register(ua, 60)
     net.advance(10.0)
     net.registrar.expect(Behaviour.DROP)
     net.send(ua, ua.register(120))
     net.advance(10.0 + 32.0)
     assert ua.last_answer.response.status == 408
-    query = register(net, ua, None, query=True).response
+    query = net.register(ua, None, query=True).response
     assert contact_expires(query, ua.contact_uri) == 18
 
 
@@ -262,7 +255,7 @@ def test_mirror_challenge_then_authenticated_retry_is_relayed() -> None:
     net = make()
     ua = net.ua("alice", 5201)
     net.registrar.expect(Behaviour.CHALLENGE)
-    reply = register(net, ua, 60).response
+    reply = net.register(ua, 60).response
     assert [a.response.status for a in ua.answers] == [401, 200]
     assert contacts(reply) == [(ua.contact_uri, "60")]
     (binding,) = net.registrar.live(net.now)  # the challenged attempt bound nothing
@@ -288,5 +281,5 @@ def test_mirror_second_register_of_a_device_in_flight_reuses_its_contact_id() ->
     assert uri_1 == uri_2  # the same ;ctid=
     # the lost CSeq 1 got through on timer E after CSeq 2: the main registrar refused it
     assert sorted(a.response.status for a in ua.answers) == [200, 500]
-    assert contacts(register(net, ua, None, query=True).response) == [(ua.contact_uri, "58")]
+    assert contacts(net.register(ua, None, query=True).response) == [(ua.contact_uri, "58")]
     assert net.core._ctx.table.inflight == {}

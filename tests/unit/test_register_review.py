@@ -31,7 +31,7 @@ from sansmidreg.sip import Request, Response
 if (_tests := str(Path(__file__).resolve().parents[1])) not in sys.path:
     sys.path.insert(0, _tests)  # tests/ holds the shared simulation harness, tests/sim
 
-from sim import Answer, Network, SimUA
+from sim import Network
 from sim.mainreg import Behaviour
 from sim.wire import contact_expires, contacts, request, response
 
@@ -46,13 +46,6 @@ INSTANCE = '"<urn:uuid:00000000-0000-1000-8000-000a95a0e128>"'
 def make(mode: Mode = Mode.CONTACT_THROTTLING, latency: float = 0.0, **overrides: Any) -> Network:
     return Network(dataclasses.replace(BASE, mode=mode, **overrides), latency=latency)
 
-
-def register(net: Network, ua: SimUA, expires: int | None = 60, **kwargs: Any) -> Answer:
-    before = len(ua.answers)
-    net.send(ua, ua.register(expires, **kwargs))
-    net.settle(0.5)
-    assert len(ua.answers) > before, "no final response"
-    return ua.last_answer
 
 
 # -- raw helpers (one core, no simulated network) ---------------------------------------------
@@ -112,11 +105,11 @@ def test_absorbed_refresh_echoes_its_own_path_not_another_devices(mode: Mode) ->
     a = net.ua("alice", 5201)
     b = net.ua("alice", 5202)
     edge_a, edge_b = "<sip:edge-a.example.test;lr>", "<sip:edge-b.example.test;lr>"
-    register(net, a, path=[edge_a], supported=["path"])
-    assert register(net, b, path=[edge_b], supported=["path"]).response.get_all("path") == [edge_b]
+    net.register(a, path=[edge_a], supported=["path"])
+    assert net.register(b, path=[edge_b], supported=["path"]).response.get_all("path") == [edge_b]
     net.advance(10.0)
     relayed = len(net.registrar.relayed)
-    refresh = register(net, b, path=[edge_b], supported=["path"]).response
+    refresh = net.register(b, path=[edge_b], supported=["path"]).response
     assert len(net.registrar.relayed) == relayed  # absorbed
     assert refresh.get_all("path") == [edge_b]
 
@@ -131,10 +124,10 @@ def test_outbound_same_instance_and_reg_id_replaces_the_old_flow(mode: Mode) -> 
     ua = net.ua("alice", 5201)
     old = "sip:alice@127.0.0.1:5201;ob"
     new = "sip:alice@127.0.0.1:5301;ob"
-    register(net, ua, contacts=[f"<{old}>;+sip.instance={INSTANCE};reg-id=1"],
+    net.register(ua, contacts=[f"<{old}>;+sip.instance={INSTANCE};reg-id=1"],
              supported=["path", "outbound"])
     net.advance(10.0)
-    reply = register(net, ua, contacts=[f"<{new}>;+sip.instance={INSTANCE};reg-id=1"],
+    reply = net.register(ua, contacts=[f"<{new}>;+sip.instance={INSTANCE};reg-id=1"],
                      supported=["path", "outbound"]).response
     assert reply.status == 200
     assert [uri for uri, _ in contacts(reply)] == [new]
@@ -204,11 +197,11 @@ def test_refresh_with_a_malformed_supported_is_refused_without_touching_the_bind
     # "path" in Supported; every header the answer reads is now checked before any state
     net = make()
     ua = net.ua("alice", 5201)
-    assert register(net, ua, 300).response.status == 200
+    assert net.register(ua, 300).response.status == 200
     table = net.core._ctx.table
     before = [(c.uri, c.cseq, c.path, c.expires_at) for c in table.aors["alice"].contacts]
     net.advance(10.0)
-    answer = register(net, ua, 300, path=["<sip:edge.test;lr>"],
+    answer = net.register(ua, 300, path=["<sip:edge.test;lr>"],
                       extra_headers=[("Supported", ',"')]).response
     assert answer.status == 400
     after = [(c.uri, c.cseq, c.path, c.expires_at) for c in table.aors["alice"].contacts]
@@ -225,11 +218,11 @@ def test_upstream_423_retry_with_min_expires_is_accepted(mode: Mode) -> None:
     net = make(mode)
     net.registrar.min_expires = 1200  # the main registrar wants more than outgoing_expires
     ua = net.ua("alice", 5201)
-    first = register(net, ua, 60).response
+    first = net.register(ua, 60).response
     if first.status == 423:
         minimum = int(first.get("min-expires") or "0")
         assert 0 < minimum <= 3600  # within our own max_expires: the UA can comply
-        first = register(net, ua, minimum).response
+        first = net.register(ua, minimum).response
     assert first.status == 200
     assert contacts(first) and contacts(first)[0][0] == ua.contact_uri
 
@@ -293,14 +286,14 @@ def test_contact_throttling_device_missing_from_a_2xx_is_relayed_again() -> None
     net = make()
     a = net.ua("alice", 5201)
     b = net.ua("alice", 5202)
-    register(net, a)
+    net.register(a)
     net.advance(5.0)
     net.registrar.bindings[AOR].clear()  # a's binding is evicted when b registers
-    answer_b = register(net, b).response
+    answer_b = net.register(b).response
     assert contact_expires(answer_b, b.contact_uri) == 60
     net.advance(30.0)
     relayed = len(net.registrar.relayed)
-    register(net, a)
+    net.register(a)
     assert len(net.registrar.relayed) == relayed + 1
     assert len(net.registrar.live_for(AOR, net.now)) == 2
 
@@ -399,7 +392,7 @@ def test_non_sip_contact_uri_is_accepted_and_listed(mode: Mode) -> None:
     # RFC 3261 §10.2.1: Contact values of a REGISTER "MAY use any URI scheme" (tel, mailto ...).
     net = make(mode)
     ua = net.ua("alice", 5201)
-    reply = register(net, ua, contacts=["<tel:+15551234567>"]).response
+    reply = net.register(ua, contacts=["<tel:+15551234567>"]).response
     assert reply.status == 200 and contacts(reply) == [("tel:+15551234567", "60")]
 
 
@@ -423,9 +416,9 @@ def test_absorbed_answer_carries_no_record_route(mode: Mode) -> None:
     net = make(mode)
     ua = net.ua("alice", 5201)
     rr = [("Record-Route", "<sip:edge.example.test;lr>")]
-    register(net, ua, extra_headers=rr)
+    net.register(ua, extra_headers=rr)
     net.advance(10.0)
     relayed = len(net.registrar.relayed)
-    reply = register(net, ua, extra_headers=rr).response
+    reply = net.register(ua, extra_headers=rr).response
     assert len(net.registrar.relayed) == relayed and reply.status == 200
     assert not reply.has("record-route")
