@@ -138,6 +138,20 @@ def test_cancel_from_upstream_mid_ring() -> None:
     settle(h)
 
 
+def test_folded_and_repeated_reasons_of_a_cancel_go_on_one_line() -> None:
+    # RFC 3326 §2: the Reason of the upstream CANCEL is copied; a folded line is unfolded (one
+    # space, §7.3.1) and two Reason lines become one list value
+    h = aor_harness(1)
+    (b1,) = branches(call(h, branch="z9hG4bKk-rs"))
+    h.respond(b1, 180, tag="a")
+    actions = h.send(invite(AGG, method="CANCEL", branch="z9hG4bKk-rs", extra=[
+        ("Reason", 'SIP;cause=200;\r\n text="Call completed elsewhere"'),
+        ("Reason", "Q.850;cause=16")]))
+    (cancel,) = sent(actions, "CANCEL")
+    assert parse_request(cancel.data).get_all("reason") == [
+        'SIP;cause=200; text="Call completed elsewhere", Q.850;cause=16']
+
+
 def test_cancel_before_any_provisional_cancels_on_the_first_provisional() -> None:
     h = aor_harness(1)
     (b1,) = branches(call(h, branch="z9hG4bKk-early"))
