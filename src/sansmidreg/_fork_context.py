@@ -230,7 +230,7 @@ class ResponseContext:
             branch.provisional = True
             if branch.cancel_pending and branch.cancel_txn is None:
                 # §9.1: now it can be cancelled, with the Reason it was to be cancelled for
-                return self._send_cancel(branch, now, branch.cancel_reason)
+                return self._send_cancel(branch, now)
             if status > 100 and self.invite and not branch.cancel_pending:
                 branch.c_at = now + self.tables.ctx.cfg.timer_c  # §16.7 step 2 (lazy re-arm)
             return []
@@ -247,7 +247,7 @@ class ResponseContext:
             relayed = self.send_upstream(status, data, now)
             if branch.cancel_pending:  # Timer C is off; a CANCEL deferred by §9.1 goes now
                 if branch.cancel_txn is None:
-                    relayed.extend(self._send_cancel(branch, now, branch.cancel_reason))
+                    relayed.extend(self._send_cancel(branch, now))
             elif self.invite:
                 branch.c_at = now + self.tables.ctx.cfg.timer_c  # §16.7 step 2 (lazy re-arm)
             return relayed
@@ -297,9 +297,10 @@ class ResponseContext:
             actions.extend(self.on_timeout(branch, now))
             self.tables.end_client(txn)  # last: it may release this context (ended())
             return actions
-        branch.cancel_pending = True  # §16.8 Timer C
+        branch.cancel_pending = True  # §16.8 Timer C (a CANCEL without Reason)
+        branch.cancel_reason = None
         if txn.state is PROCEEDING:
-            return self._send_cancel(branch, now, None)
+            return self._send_cancel(branch, now)
         self._count(branch, 408)
         return self._complete(now)
 
@@ -310,16 +311,18 @@ class ResponseContext:
         meant for us and cannot reach the main registrar, so it goes up with the Via lines of
         the request we forwarded (what the device should have echoed, §8.2.6.2)."""
         if _only_our_via(response):
-            return self._popped(response).serialize()
+            return self._with_request_vias(response.pop_via()).serialize()
         return response.serialize_without_top_via()
 
     def _popped(self, response: Response) -> Response:
         """``response`` without our Via, the request's Vias restored if it had no other."""
         popped = response.pop_via()
-        if _only_our_via(response):
-            for value in reversed(self.request.lines("via")):
-                popped = popped.push_via(value)
-        return popped
+        return self._with_request_vias(popped) if _only_our_via(response) else popped
+
+    def _with_request_vias(self, response: Response) -> Response:
+        for value in reversed(self.request.lines("via")):
+            response = response.push_via(value)
+        return response
 
     def _count(self, branch: ForkBranch, status: int) -> None:
         if branch.final is None:
@@ -337,17 +340,18 @@ class ResponseContext:
             branch.cancel_pending = True
             branch.cancel_reason = reason
             if txn.state is PROCEEDING:
-                actions.extend(self._send_cancel(branch, now, reason))
+                actions.extend(self._send_cancel(branch, now))
             else:  # no provisional yet: CANCEL later (§9.1); it counts as terminated now
                 branch.c_at = _NEVER  # Timer C is moot; Timer B bounds the wait
                 self._count(branch, 487)
         return actions
 
-    def _send_cancel(self, branch: ForkBranch, now: float, reason: str | None) -> list[Action]:
+    def _send_cancel(self, branch: ForkBranch, now: float) -> list[Action]:
+        """CANCEL ``branch`` now, with its ``cancel_reason``."""
         txn = branch.txn
         assert txn is not None
         cfg = self.tables.ctx.cfg
-        data = branch.cancel(reason)
+        data = branch.cancel(branch.cancel_reason)
         cancel = ClientTransaction(txn.branch, "CANCEL", data, txn.dest, branch, now, cfg.t1,
                                    cfg.t2, cfg.t4)
         branch.cancel_txn = cancel
