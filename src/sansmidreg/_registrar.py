@@ -392,16 +392,17 @@ class Registrar:
         contact.set_details(entry.q, entry.instance, entry.reg_id, entry.methods, path)
         self.schedule_expiry(contact)
 
-    def schedule_expiry(self, contact: Contact) -> None:
-        """Keep one heap entry per contact, no later than its expiry (the contact is its own
-        entry: DeadlineHeap.schedule_self). A refresh that moves the expiry later leaves the
-        entry; when it fires early it is re-armed (lazy re-check)."""
+    def schedule_expiry(self, contact: Contact, at: float | None = None) -> None:
+        """Keep one heap entry per contact, no later than its expiry (or ``at``: a postponed
+        check; the contact is its own entry: DeadlineHeap.schedule_self). A refresh that moves
+        the expiry later leaves the entry; when it fires early it is re-armed (lazy re-check)."""
+        when = contact.expires_at if at is None else at
         entry = contact.timer
-        if entry is not None and entry[0] <= contact.expires_at:
+        if entry is not None and entry[0] <= when:
             return
         ctid = contact.ctid
         contact.timer = self.ctx.heap.schedule_self(
-            contact.expires_at, ctid if ctid < SELF_TIE_LIMIT else ctid % SELF_TIE_LIMIT, contact)
+            when, ctid if ctid < SELF_TIE_LIMIT else ctid % SELF_TIE_LIMIT, contact)
 
     def enforce_max_contacts(self, aor: Aor, now: float,
                              bound: Collection[Contact] = ()) -> list[Action]:
@@ -462,10 +463,7 @@ class Registrar:
             # it on the way (another Call-ID: no CSeq order upstream). Decide once it is
             # answered: the contact is expired meanwhile (no call, no absorbed refresh reaches
             # it), and a 2xx revives it under the same contact id.
-            ctid = contact.ctid
-            contact.timer = self.ctx.heap.schedule_self(
-                now + 64 * self.ctx.cfg.t1,
-                ctid if ctid < SELF_TIE_LIMIT else ctid % SELF_TIE_LIMIT, contact)
+            self.schedule_expiry(contact, now + 64 * self.ctx.cfg.t1)
             return []
         return self.expire(contact, now)
 
