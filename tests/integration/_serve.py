@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from ._harness import LOOPBACK, HarnessError, free_port, wait_until
-from ._procs import log_tail, stop_group, udp_port_free
+from ._procs import log_tail, stop_group
 
 _STATS_LINE = re.compile(r"stats: (.*)$", re.M)
+_SERVING = " serving "  # serve's INFO line once it listens (sansmidreg_adapters.cli.describe)
 
 
 def parse_stats(line: str) -> dict[str, int]:
@@ -68,19 +69,20 @@ class Serve:
         """Start it and wait until it has bound its UDP port. When another process took that
         port between :func:`free_port` and our bind, start again on a new port (up to
         ``attempts`` times); any other early exit is an error at once."""
-        for attempt in range(1, attempts + 1):
-            if self._start_once(timeout):
-                return self
-            if attempt < attempts and "Address already in use" in self.log_text():
-                self.stop()
-                self._take_port(free_port())
-                continue
-            raise HarnessError(f"sansmidreg serve exited with {self.returncode}:\n"
-                               f"{self.log_text()}")
-        raise AssertionError("unreachable")
+        attempt = 1
+        while not self._start_once(timeout):
+            if attempt == attempts or "Address already in use" not in self.log_text():
+                raise HarnessError(f"sansmidreg serve exited with {self.returncode}:\n"
+                                   f"{self.log_text()}")
+            attempt += 1
+            self.stop()
+            self._take_port(free_port())
+        return self
 
     def _start_once(self, timeout: float) -> bool:
-        """Start the process; True once it has bound its port, False if it exited first."""
+        """Start the process; True once it says it is serving (it logs that after binding every
+        listener), False if it exited first. (Probing the port could not tell its bind from
+        another process's.)"""
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with open(self.log_path, "wb") as log:
             self._proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=log,
@@ -88,7 +90,7 @@ class Serve:
                                           env=env)
         proc = self._proc
         try:
-            wait_until(lambda: proc.poll() is not None or not udp_port_free(self.port),
+            wait_until(lambda: proc.poll() is not None or _SERVING in self.log_text(),
                        timeout=timeout, what=f"sansmidreg serve to bind {self.remote}")
         except HarnessError:
             self.stop()

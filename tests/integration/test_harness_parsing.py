@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +21,7 @@ from ._harness import (
     parse_ul_dump,
     scenario_path,
 )
+from ._serve import Serve
 
 # Trimmed from a real `kamcmd ul.dump` of Kamailio 5.6.3 (two AORs, bob with two contacts), with
 # one contact made permanent and given a Path to cover those fields.
@@ -243,3 +245,18 @@ def test_free_ports_are_free_on_loopback_and_not_repeated() -> None:
             tcp.bind(("127.0.0.1", port))
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
             udp.bind(("127.0.0.1", port))
+
+
+def test_serve_starts_again_on_a_new_port_when_its_port_was_taken(tmp_path: Path) -> None:
+    # what CI once hit: another socket took serve's port between free_port() and its bind
+    serve = Serve(tmp_path, f"udp:127.0.0.1:{free_udp_port()}", mode="aor-throttling")
+    taken = serve.port
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as thief:
+        thief.bind(("127.0.0.1", taken))
+        try:
+            serve.start()
+            assert serve.port != taken
+            assert "Address already in use" in (tmp_path / f"serve-{taken}.log").read_text()
+        finally:
+            code = serve.stop()
+    assert code == 0
